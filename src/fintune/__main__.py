@@ -1,0 +1,3 @@
+from fintune.cli.main import main
+
+raise SystemExit(main())

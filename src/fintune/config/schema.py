@@ -1,0 +1,165 @@
+"""Run configs for both pipelines. LLM keys are FinLoRA's own, so its config entries load as written."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+EmbedLoss = Literal["mnrl", "cached-mnrl", "cosent", "cosine", "triplet", "contrastive", "margin-ranking"]
+CONTRADICTION_SEP = "\n"  # joins contradictions in one ValueError; files.py splits them back
+LLMMethod = Literal["lora", "qlora", "dora", "rslora", "pissa", "loftq"]
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class RunBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    description: str | None = None
+    output: str | None = Field(None, validation_alias=_alias("output", "output_dir"))
+    seed: int = 42
+
+
+class SearchDimension(BaseModel):
+    """One hyperparameter's range for `fintune embed tune`: low/high (log scale optional) or choices."""
+
+    model_config = ConfigDict(extra="forbid")
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchDimension:
+        if self.choices is None and (self.low is None or self.high is None):
+            raise ValueError("give either choices or both low and high")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+class EmbedRunConfig(RunBase):
+    pipeline: Literal["embed"] = "embed"
+    model: str = Field("minilm", validation_alias=_alias("model", "base_model"))
+    data: str | None = Field(None, validation_alias=_alias("data", "dataset_path"))
+    data_format: str | None = None
+    eval_split: str = "dev"
+    loss: EmbedLoss = "mnrl"
+    epochs: float = Field(1.0, gt=0, validation_alias=_alias("epochs", "num_epochs"))
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-5, gt=0, validation_alias=_alias("learning_rate", "lr"))
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    scheduler: Literal["linear", "cosine", "constant", "steplr"] = "linear"
+    step_size: int | None = Field(None, ge=1)
+    gamma: float = Field(0.5, gt=0, le=1)
+    num_fixed_layers: int = Field(0, ge=0)
+    max_seq_length: int | None = Field(None, ge=8)
+    eval_steps: int | None = Field(None, ge=1)
+    eval_fraction: float | None = Field(None, gt=0, le=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_metric: str = "ndcg@10"
+    margin: float = Field(0.5, ge=0)
+    negative_downsampling: float = Field(1.0, gt=0, le=1)
+    min_abs_difference_threshold: float = Field(0.0, ge=0, le=1)
+    max_abs_difference_threshold: float = Field(1.0, ge=0, le=1)
+    not_irrelevant_only: bool = True
+    hard_negatives: int = Field(0, ge=0)
+    hard_negative_margin: float = Field(0.1, ge=0)
+    asymmetric: bool = False
+    query_learning_rate: float | None = Field(None, gt=0)
+    document_learning_rate: float | None = Field(None, gt=0)
+    query_weight_decay: float | None = Field(None, ge=0)
+    document_weight_decay: float | None = Field(None, ge=0)
+    domain_data: str | None = None
+    domain_adaptation_weight: float = Field(0.0, ge=0, le=1)
+    augment: bool = False
+    search_space: dict[str, SearchDimension] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmbedRunConfig:
+        problems = []
+        if self.eval_steps is not None and self.eval_fraction is not None:
+            problems.append("eval_steps and eval_fraction both set: choose one evaluation schedule")
+        if self.scheduler == "steplr" and self.step_size is None:
+            problems.append("scheduler 'steplr' needs step_size")
+        if self.scheduler != "steplr" and self.step_size is not None:
+            problems.append(f"step_size is only used by scheduler 'steplr', not '{self.scheduler}'")
+        tower = ("query_learning_rate", "document_learning_rate", "query_weight_decay", "document_weight_decay")
+        set_towers = [name for name in tower if getattr(self, name) is not None]
+        if set_towers and not self.asymmetric:
+            verb = "needs" if len(set_towers) == 1 else "need"
+            problems.append(f"{', '.join(set_towers)} {verb} asymmetric: true (separate query and document towers)")
+        if self.min_abs_difference_threshold > self.max_abs_difference_threshold:
+            problems.append("min_abs_difference_threshold is above max_abs_difference_threshold")
+        if self.domain_adaptation_weight > 0 and not self.domain_data:
+            problems.append("domain_adaptation_weight > 0 needs domain_data")
+        if self.early_stopping_patience and self.eval_steps is None and self.eval_fraction is None:
+            problems.append("early_stopping_patience needs eval_steps or eval_fraction")
+        if problems:
+            raise ValueError(CONTRADICTION_SEP.join(problems))
+        return self
+
+
+class LLMRunConfig(RunBase):
+    pipeline: Literal["llm"] = "llm"
+    base_model: str = Field("smollm2", validation_alias=_alias("base_model", "model"))
+    task: str | None = None
+    dataset_path: str | None = Field(None, validation_alias=_alias("dataset_path", "data"))
+    eval_path: str | None = None
+    method: LLMMethod | None = None  # derived from the FinLoRA flags when not given
+    lora_r: int = Field(8, ge=1, validation_alias=_alias("lora_r", "rank", "r"))
+    lora_alpha: int | None = Field(None, ge=1)  # default: 2 * lora_r
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+    quant_bits: Literal[4, 8, 16] = 16
+    peft_use_dora: bool = False
+    peft_use_rslora: bool = False
+    dora_magnitude_lr: float | None = Field(None, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, validation_alias=_alias("learning_rate", "lr"))
+    num_epochs: float = Field(1.0, gt=0, validation_alias=_alias("num_epochs", "epochs"))
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    max_seq_length: int = Field(512, ge=16)
+    system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LLMRunConfig:
+        problems = []
+        explicit = self.model_fields_set
+        if self.method == "qlora" and self.quant_bits == 16:
+            problems.append("method 'qlora' needs quant_bits 4 or 8")
+        if self.method in ("lora", "rslora", "pissa", "loftq") and self.peft_use_dora:
+            problems.append(f"method '{self.method}' contradicts peft_use_dora: true (use method 'dora')")
+        if self.method == "dora" and "peft_use_dora" in explicit and not self.peft_use_dora:
+            problems.append("method 'dora' contradicts peft_use_dora: false")
+        if self.method in ("lora", "dora", "pissa", "loftq") and self.peft_use_rslora:
+            problems.append(f"method '{self.method}' contradicts peft_use_rslora: true (use method 'rslora')")
+        if self.dora_magnitude_lr is not None and self.resolved_method != "dora" and not self.peft_use_dora:
+            problems.append("dora_magnitude_lr needs DoRA (method 'dora' or peft_use_dora: true)")
+        if problems:
+            raise ValueError(CONTRADICTION_SEP.join(problems))
+        return self
+
+    @property
+    def resolved_method(self) -> str:
+        """The PEFT method after FinLoRA's flags: quant_bits 4/8 means QLoRA, peft_use_* pick variants."""
+        if self.method:
+            return self.method
+        if self.peft_use_dora:
+            return "dora"
+        if self.peft_use_rslora:
+            return "rslora"
+        return "qlora" if self.quant_bits in (4, 8) else "lora"
+
+    @property
+    def resolved_alpha(self) -> int:
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_r
+
+
+RunConfig = EmbedRunConfig | LLMRunConfig
+PIPELINES: dict[str, type[RunBase]] = {"embed": EmbedRunConfig, "llm": LLMRunConfig}

@@ -1,0 +1,162 @@
+"""The financial task registry: each task knows its files, schema, label set and metric family.
+
+Training, evaluation and inference all ask the task, so `--task fpb` means the same data, labels
+and scoring everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fintune.data.schema import Field, field
+from fintune.paths import data_root
+
+Family = Literal["classification", "qa", "generation", "numeric", "retrieval"]
+
+HEADLINE_FLAGS = (
+    "price_direction_up",
+    "price_direction_constant",
+    "price_direction_down",
+    "asset_comparison",
+    "past_information",
+    "future_information",
+)
+
+
+@dataclass(frozen=True)
+class FinancialTask:
+    name: str
+    description: str
+    family: Family
+    folder: str  # relative to the data root
+    splits: tuple[str, ...]
+    fields: tuple[Field, ...]
+    layout: Literal["jsonl", "beir"] = "jsonl"
+    label_field: str | None = None  # the field whose values must lie in `labels`
+    labels: tuple[str, ...] | None = None
+    source: str = ""
+
+    def path(self, split: str = "train", root: Path | None = None) -> Path:
+        """The task's file for `split` (or its BEIR folder)."""
+        if split not in self.splits:
+            raise ValueError(f"task '{self.name}' has no split '{split}' (has: {', '.join(self.splits)})")
+        base = (root or data_root()) / self.folder
+        return base if self.layout == "beir" else base / f"{split}.jsonl"
+
+
+TASKS: dict[str, FinancialTask] = {
+    t.name: t
+    for t in (
+        FinancialTask(
+            "fpb",
+            "Financial PhraseBank sentence sentiment",
+            "classification",
+            "sentiment/fpb",
+            ("train", "dev"),
+            (field("id", kind="any", required=False), field("text"), field("label", kind="label")),
+            label_field="label",
+            labels=("negative", "neutral", "positive"),
+            source="Malo et al. 2014, CC BY-NC-SA 3.0",
+        ),
+        FinancialTask(
+            "tfns",
+            "Twitter Financial News sentiment",
+            "classification",
+            "sentiment/tfns",
+            ("train", "dev"),
+            (field("id", kind="any", required=False), field("text"), field("label", kind="label")),
+            label_field="label",
+            labels=("bearish", "bullish", "neutral"),
+        ),
+        FinancialTask(
+            "headline",
+            "Gold news headlines: yes/no questions from the headline flags",
+            "classification",
+            "headlines/gold",
+            ("train", "dev"),
+            (
+                field("id", kind="any", required=False),
+                field("headline"),
+                *(field(flag, kind="int01") for flag in HEADLINE_FLAGS),
+                field("price_sentiment", kind="label"),
+            ),
+            label_field="price_sentiment",
+            labels=("positive", "negative", "neutral", "none"),
+            source="Sinha and Khandait 2021",
+        ),
+        FinancialTask(
+            "ner",
+            "Entity types in loan agreements (from IO tags)",
+            "classification",
+            "ner/finner",
+            ("train", "dev"),
+            (field("id", kind="any", required=False), field("tokens", kind="texts"), field("ner_tags", kind="tags")),
+            label_field="ner_tags",
+            labels=("I-PER", "I-ORG", "I-LOC", "I-MISC", "O"),
+            source="Alvarado et al. 2015",
+        ),
+        FinancialTask(
+            "xbrl_term",
+            "Explain an XBRL term in one sentence",
+            "generation",
+            "instructions/xbrl_term",
+            ("train",),
+            (field("context"), field("target")),
+            source="FinLoRA, OpenMDW-1.0",
+        ),
+        FinancialTask(
+            "formula",
+            "Financial math: a numeric answer with 2 decimals",
+            "numeric",
+            "instructions/formula",
+            ("train",),
+            (field("context"), field("target")),
+            source="FinLoRA, OpenMDW-1.0",
+        ),
+        FinancialTask(
+            "financebench",
+            "Questions over filings (FinanceBench)",
+            "qa",
+            "instructions/financebench",
+            ("train",),
+            (
+                field("context"),
+                field("target"),
+                field("pages", kind="any", required=False),
+                field("url", kind="any", required=False),
+            ),
+            source="FinLoRA, OpenMDW-1.0",
+        ),
+        FinancialTask(
+            "ectsum",
+            "Earnings-call transcript to bullet summary",
+            "generation",
+            "summarization/ectsum",
+            ("train", "dev"),
+            (field("id", kind="any", required=False), field("transcript"), field("summary")),
+            source="ECTSum (EMNLP 2022), GPL-3.0",
+        ),
+        FinancialTask(
+            "financial_qa_10k",
+            "Retrieve the 10-K passage that answers an analyst's question",
+            "retrieval",
+            "retrieval/financial_qa_10k",
+            ("train", "dev"),
+            (),
+            layout="beir",
+        ),
+    )
+}
+
+
+def get_task(name: str) -> FinancialTask:
+    try:
+        return TASKS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValueError(f"unknown task '{name}'{hint}; known tasks: {', '.join(TASKS)}") from None

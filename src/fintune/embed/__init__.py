@@ -1,0 +1,1 @@
+"""Embedding models: loading, retrieval evaluation (training arrives with the embedding issue)."""

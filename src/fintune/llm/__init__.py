@@ -1,0 +1,1 @@
+"""Instruction LLMs: loading, task prompts, batched generation and generation-based evaluation."""

@@ -1,0 +1,1 @@
+"""Task metrics: pure functions over predictions and references, shared by every evaluator."""

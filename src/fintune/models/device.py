@@ -1,0 +1,35 @@
+"""Device and dtype choice: bf16 only where the hardware runs it fast."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AVX512-BF16 or AMX); else bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def pick_device(use_gpu: bool | None = None) -> str:
+    if use_gpu is False:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if use_gpu:
+        raise RuntimeError("a GPU was requested but torch sees no CUDA device")
+    return "cpu"
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """bf16 where it is fast (CUDA with bf16 support, CPUs with native bf16), else fp32."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
