@@ -14,17 +14,21 @@ from tests.conftest import write_jsonl
 
 @pytest.fixture(scope="session")
 def beir_slice(tmp_path_factory, shared_data) -> Path:
-    """The first 40 judged dev queries of Financial-QA-10K with their passages and 400 distractors."""
+    """Financial-QA-10K cut small: 40 dev and 160 train queries, their passages and 400 distractors."""
     src = get_task("financial_qa_10k").path("dev", root=shared_data)
-    data = load_beir(src, "dev", skip_invalid=True)
-    qids = list(data.qrels)[:40]
-    wanted = {d for q in qids for d in data.qrels[q]} | set(list(data.corpus)[:400])
+    splits = {"dev": load_beir(src, "dev"), "train": load_beir(src, "train")}
+    picked = {"dev": list(splits["dev"].qrels)[:40], "train": list(splits["train"].qrels)[:160]}
+    corpus = splits["dev"].corpus
+    wanted = {d for name, qids in picked.items() for q in qids for d in splits[name].qrels[q]}
+    wanted |= set(list(corpus)[:400])
     root = tmp_path_factory.mktemp("beir_slice")
-    write_jsonl(root / "corpus.jsonl", [data.corpus[d] for d in data.corpus if d in wanted])
-    write_jsonl(root / "queries.jsonl", [{"_id": q, "text": data.queries[q]} for q in qids])
+    write_jsonl(root / "corpus.jsonl", [corpus[d] for d in corpus if d in wanted])
+    queries = [{"_id": q, "text": splits[name].queries[q]} for name, qids in picked.items() for q in qids]
+    write_jsonl(root / "queries.jsonl", queries)
     (root / "qrels").mkdir()
-    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q in qids for d in data.qrels[q]]
-    (root / "qrels" / "dev.tsv").write_text("\n".join(lines) + "\n")
+    for name, qids in picked.items():
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q in qids for d in splits[name].qrels[q]]
+        (root / "qrels" / f"{name}.tsv").write_text("\n".join(lines) + "\n")
     return root
 
 

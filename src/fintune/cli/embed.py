@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fintune.cli.output import console, fmt, write_json
+from fintune.cli.runs import add_run_config_args, run_config_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +19,111 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
     ev.add_argument("--output", help="write the metrics as JSON here")
     ev.set_defaults(func=cmd_eval)
+
+    cp = esub.add_parser("compare", help="base vs tuned on a BEIR split: Markdown and JSON report")
+    cp.add_argument("--base", default="minilm", help="base model (default minilm)")
+    cp.add_argument("--tuned", required=True, help="tuned model folder")
+    cp.add_argument("--data", required=True, help="BEIR folder")
+    cp.add_argument("--split", default="dev")
+    cp.add_argument("--report", default="report.md", help="Markdown report; JSON is written beside it")
+    cp.add_argument("--examples", type=int, default=5, help="example queries per direction")
+    cp.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
+    cp.set_defaults(func=cmd_compare)
+
+    tu = esub.add_parser("tune", help="hyperparameter search with Optuna over the run config's search_space")
+    tu.add_argument("--data", help="BEIR folder with train and dev qrels")
+    tu.add_argument("--model", help="base model (default minilm)")
+    tu.add_argument("--output", help="folder for the best model")
+    tu.add_argument("--trials", type=int, default=10, help="total trials in the study (resumed ones count)")
+    tu.add_argument("--study", default="sqlite:///fintune-study.db", help="Optuna storage URL")
+    tu.add_argument("--study-name", help="default: fintune-<output name>")
+    tu.add_argument("--metric", default="ndcg@10", help="dev metric to maximise")
+    add_run_config_args(tu)
+    tu.set_defaults(func=cmd_tune)
+
+    tr = esub.add_parser("train", help="fine-tune an embedding model (flags > --config run > defaults)")
+    tr.add_argument("--data", help="BEIR folder or a pairs/triplets/query-positive/documents/simple file")
+    tr.add_argument("--model", help="base model: alias, folder or hub id (default minilm)")
+    tr.add_argument("--output", help="folder for the tuned model (written atomically)")
+    tr.add_argument("--loss", help="mnrl, cached-mnrl, cosent, cosine, triplet, contrastive, margin-ranking")
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float, help="learning rate")
+    add_run_config_args(tr)
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    tr.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
+    tr.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
+    tr.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
+    tr.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fintune.embed.train import train_embedder
+
+    flags = {
+        "data": args.data,
+        "model": args.model,
+        "output": args.output,
+        "loss": args.loss,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+    }
+    config = run_config_from_args(args, flags, pipeline="embed")
+    result = train_embedder(
+        config,
+        resume=not args.no_resume,
+        overwrite=args.overwrite,
+        skip_invalid=args.skip_invalid,
+        evaluate=not args.no_eval,
+    )
+    console.print(
+        f"saved [bold]{result.output}[/] after {result.train_seconds:.0f} s of training "
+        f"({result.pairs_per_s:.1f} examples/s)"
+    )
+    for note in result.notes:
+        console.print(f"  note: {note}")
+    if result.before and result.after:
+        from fintune.embed.card import metrics_table
+
+        console.print(metrics_table(result.before, result.after))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fintune.data.beir import load_beir
+    from fintune.embed.compare import compare_results, write_report
+    from fintune.embed.evaluate import evaluate_retrieval
+    from fintune.embed.model import load_embedder
+
+    data = load_beir(args.data, args.split, skip_invalid=args.skip_invalid)
+    base = evaluate_retrieval(load_embedder(args.base), data)
+    tuned = evaluate_retrieval(load_embedder(args.tuned), data)
+    comparison = compare_results(args.base, args.tuned, data, base, tuned, args.examples)
+    md, js = write_report(comparison, args.report)
+    from fintune.embed.card import metrics_table
+
+    console.print(metrics_table(comparison.base, comparison.tuned))
+    console.print(f"report: {md} and {js}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from fintune.embed.tune import tune
+
+    config = run_config_from_args(args, {"data": args.data, "model": args.model, "output": args.output}, "embed")
+    result = tune(config, args.trials, args.study, args.study_name, args.metric)
+    keys = sorted({k for row in result.table for k in row} - {"trial", "state", "value"})
+    table = Table(title=f"trials (dev {args.metric}, sampled corpus)")
+    for column in ("trial", "state", "value", *keys):
+        table.add_column(column)
+    for row in result.table:
+        table.add_row(*(fmt(row.get(c)) if row.get(c) is not None else "-" for c in ("trial", "state", "value", *keys)))
+    console.print(table)
+    console.print(f"best {args.metric} {result.best_value:.4f} with {result.best_params}; model: {result.best_model}")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

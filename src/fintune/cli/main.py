@@ -13,6 +13,7 @@ from fintune.config.files import ConfigError
 from fintune.data.errors import DataError
 from fintune.log import setup_logging
 from fintune.models.resolve import ModelNotFoundError
+from fintune.perf import keep_freed_memory
 
 # Errors a user can fix: one clear message, no traceback.
 USER_ERRORS = (DataError, ConfigError, ModelNotFoundError, FileNotFoundError, FileExistsError, ValueError)
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    keep_freed_memory()
     try:
         return args.func(args)
     except USER_ERRORS as exc:

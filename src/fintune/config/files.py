@@ -137,6 +137,14 @@ def _own_keys(pipeline: str) -> set[str]:
     return keys
 
 
+def canonical_keys(run: dict[str, Any], pipeline: str) -> dict[str, Any]:
+    names = {}
+    for name, info in PIPELINES[pipeline].model_fields.items():
+        for alias in getattr(info.validation_alias, "choices", []):
+            names[alias] = name
+    return {names.get(key, key): value for key, value in run.items()}
+
+
 def build_run(name: str, run: dict[str, Any], file: Path | None = None, node: yaml.Node | None = None) -> RunBase:
     """Validate one run; every problem (with its file line where known) in one ConfigError."""
     pipeline = infer_pipeline(run)
@@ -227,7 +235,11 @@ def load_run(
         if run not in runs:
             raise ConfigError([_unknown_run(file, run, runs)])
         body = runs[run]
-    body = _merge(body, overrides or {})
+    overrides = overrides or {}
+    kind = pipeline or infer_pipeline(_merge(body, overrides))
+    if kind in PIPELINES:  # spell aliases canonically first, so an override `lr` beats a file's `learning_rate`
+        body, overrides = canonical_keys(body, kind), canonical_keys(overrides, kind)
+    body = _merge(body, overrides)
     if pipeline is not None:
         declared = body.get("pipeline", pipeline)
         if declared != pipeline:

@@ -12,6 +12,8 @@ from fintune.data.schema import as_number
 
 log = logging.getLogger(__name__)
 
+EMPTY_TEXT = "empty text"
+
 
 @dataclass
 class BeirData:
@@ -57,7 +59,7 @@ def _read_id_text(path: Path, errors: list[RecordError]) -> tuple[dict[str, dict
         elif str(doc_id) in good or str(doc_id) in bad:
             errors.append(RecordError(path, item.line, "_id", f"duplicate id {doc_id!r}"))
         elif not isinstance(text, str) or not text.strip():
-            problem = "empty text" if isinstance(text, str) else "missing field"
+            problem = EMPTY_TEXT if isinstance(text, str) else "missing field"
             bad[str(doc_id)] = RecordError(path, item.line, "text", problem)
         else:
             good[str(doc_id)] = rec
@@ -110,8 +112,12 @@ def collect_beir(folder: str | Path, split: str) -> BeirData:
 
 
 def load_beir(folder: str | Path, split: str, skip_invalid: bool = False) -> BeirData:
+    """A checked BEIR split. Structural problems (bad JSON, unknown or duplicate ids) refuse the load
+    unless `skip_invalid`; passages and queries with empty text are always skipped with a warning, as
+    they hold nothing to learn or find (the shared 10-K set has one of each)."""
     data = collect_beir(folder, split)
-    if data.errors and (not skip_invalid or not data.qrels):
+    blocking = [e for e in data.errors if e.message != EMPTY_TEXT]
+    if (blocking and not skip_invalid) or not data.qrels:
         raise DataError(data.errors)
     if data.errors:
         log.warning("%s: %s", folder, summarize_skips(data.errors))

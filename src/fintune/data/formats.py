@@ -40,7 +40,7 @@ FORMATS: dict[str, RecordFormat] = {
         RecordFormat(
             "query-positive",
             "embed",
-            (field("query"), field("positive"), field("negatives", "negative", kind="any", required=False)),
+            (field("query", "anchor"), field("positive"), field("negatives", "negative", kind="any", required=False)),
             "a query, its relevant passage and optional hard negatives",
         ),
         RecordFormat(

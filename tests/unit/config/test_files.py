@@ -119,3 +119,10 @@ def test_bad_yaml_names_its_line(tmp_path):
 def test_shipped_configs_are_valid(name):
     names, problems = validate_file(REPO / "configs" / name)
     assert names and problems == []
+
+
+def test_an_override_by_alias_beats_the_file_by_name(tmp_path):
+    path = tmp_path / "runs.yaml"
+    path.write_text("r:\n  pipeline: llm\n  learning_rate: 3.0e-4\n  num_epochs: 3\n")
+    run = load_run(path, "r", parse_overrides(["lr=1e-5", "epochs=2"]))
+    assert (run.learning_rate, run.num_epochs) == (1e-5, 2)

@@ -46,6 +46,18 @@ def test_unknown_ids_duplicates_and_empty_texts_are_reported(tmp_path):
     assert load_beir(root, "dev", skip_invalid=True).qrels == {"q1": {"d1": 1.0}}
 
 
+def test_empty_texts_alone_are_skipped_with_a_warning(tmp_path, caplog):
+    root = make_beir(
+        tmp_path,
+        [{"_id": "d1", "text": "one"}, {"_id": "d2", "text": " "}],
+        [{"_id": "q1", "text": "a?"}, {"_id": "q2", "text": ""}],
+        [("q1", "d1", 1), ("q2", "d1", 1), ("q1", "d2", 1)],
+    )
+    data = load_beir(root, "dev")
+    assert data.qrels == {"q1": {"d1": 1.0}} and set(data.corpus) == {"d1"}
+    assert "skipped 2 invalid record(s) (2x empty text)" in caplog.text
+
+
 def test_missing_split_lists_the_available_ones(tmp_path):
     root = make_beir(tmp_path, [{"_id": "d1", "text": "x"}], [{"_id": "q1", "text": "y"}], [("q1", "d1", 1)])
     with pytest.raises(FileNotFoundError, match="have: dev"):

@@ -14,6 +14,7 @@ from tests.conftest import write_jsonl
         ({"text1": "a", "text2": "b", "score": 0.3}, "pairs"),
         ({"anchor": "a", "positive": "b", "negative": "c"}, "triplets"),
         ({"query": "q", "positive": "p", "negatives": ["n"]}, "query-positive"),
+        ({"anchor": "q", "positive": "p"}, "query-positive"),
         ({"content": "c", "metadata": {"k": 1}, "label": "esg"}, "documents"),
         ({"id": 1, "text": "t", "label": "positive"}, "labelled"),
         ({"text": "t"}, "simple"),

@@ -1,0 +1,75 @@
+"""Length-bucketed batches without duplicate texts: less padding, valid in-batch negatives.
+
+sentence-transformers' samplers either drop duplicates or group by label, never by length; a
+random batch of 10-K passages pads to its longest (about 2.5x the mean here), which is most of the
+compute on a CPU. This sampler shuffles, takes pools of `pool_batches` batches, sorts each pool by
+length, cuts it into batches and shuffles the batches, so batches are both short-padded and random.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from datasets import Dataset
+from sentence_transformers.base.sampler import DefaultBatchSampler
+
+
+class LengthBucketBatchSampler(DefaultBatchSampler):
+    pool_batches = 16
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns=None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
+        text_columns = [c for c in dataset.column_names if c not in (valid_label_columns or [])]
+        columns = [dataset[c] for c in text_columns]
+        self.texts = [tuple(col[i] for col in columns) for i in range(len(dataset))]
+        self.lengths = [max(len(t) for t in row) for row in self.texts]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.texts), generator=generator).tolist()
+        pool_size = self.batch_size * self.pool_batches
+        batches: list[list[int]] = []
+        for start in range(0, len(order), pool_size):
+            pool = sorted(order[start : start + pool_size], key=self.lengths.__getitem__)
+            batches.extend(self._batches_without_duplicates(pool))
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i]
+
+    def _batches_without_duplicates(self, pool: list[int]) -> list[list[int]]:
+        """Greedy fill in length order; an example whose text is already in the batch waits for the next."""
+        batches, waiting = [], list(pool)
+        while waiting:
+            batch, seen, rest = [], set(), []
+            for index in waiting:
+                texts = set(self.texts[index])
+                if len(batch) < self.batch_size and not (texts & seen):
+                    batch.append(index)
+                    seen |= texts
+                else:
+                    rest.append(index)
+            if len(batch) < self.batch_size and self.drop_last:
+                break
+            batches.append(batch)
+            waiting = rest
+        return batches
+
+    def __len__(self) -> int:
+        n = len(self.texts)
+        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
