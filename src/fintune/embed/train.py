@@ -23,7 +23,7 @@ from fintune.data.beir import BeirData, is_beir_folder, load_beir, splits_of
 from fintune.embed.augment import augment_queries
 from fintune.embed.card import write_card
 from fintune.embed.evaluate import RetrievalResult, encode_corpus, evaluate_retrieval, ir_evaluator
-from fintune.embed.examples import TrainingData, load_training_data
+from fintune.embed.examples import TrainingData, load_training_data, split_long_documents
 from fintune.embed.freezing import freeze_layers
 from fintune.embed.losses import WeightedLoss, build_loss, check_loss_fits
 from fintune.embed.negatives import mine_hard_negatives, with_negatives
@@ -91,6 +91,9 @@ def train_embedder(
     if data.skipped:
         notes.append(f"skipped {data.skipped} invalid training record(s)")
     check_loss_fits(config.loss, data.shape if not config.hard_negatives else "triplets", str(config.data))
+    if config.split_long_documents:
+        split = split_long_documents(data, model.tokenizer, model.max_seq_length)
+        notes.append(f"split {split} long text(s) into pieces of at most {model.max_seq_length} tokens")
     notes += _count_truncated(model, data.dataset)
 
     eval_data = _eval_split(config)
@@ -242,7 +245,8 @@ def _training_args(
 ) -> SentenceTransformerTrainingArguments:
     eval_every: dict[str, Any] = {"eval_strategy": "no", "save_strategy": "steps", "save_steps": 200}
     if can_eval and (config.eval_steps or config.eval_fraction):
-        steps = config.eval_steps or config.eval_fraction  # a float < 1 is a fraction of the run's steps
+        # transformers reads a float < 1 as a fraction of all steps; ours is a fraction of an epoch
+        steps = config.eval_steps or min(config.eval_fraction / config.epochs, 0.999)
         eval_every = {"eval_strategy": "steps", "eval_steps": steps, "save_strategy": "steps", "save_steps": steps}
         if config.early_stopping_patience:
             eval_every |= {

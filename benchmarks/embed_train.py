@@ -1,0 +1,108 @@
+"""Embedding training speed: plain sentence-transformers defaults vs fintune's recipe, side by side.
+
+Both train all-MiniLM-L6-v2 with MNRL on the same (query, passage) pairs of the shared 10-K QA train
+split, batch 32, for the same number of steps; each run is a fresh process (fintune's allocator
+setting is process-wide), alternating plain/fintune, and the medians are compared.
+
+    .venv/bin/python benchmarks/embed_train.py [--steps 30] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+VARIANTS = ("plain", "fintune")
+
+
+def run_variant(variant: str, steps: int) -> dict:
+    """One timed training run in this process (called in a subprocess by main)."""
+    if variant == "fintune":
+        from fintune.perf import keep_freed_memory
+
+        keep_freed_memory()
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from fintune.data.beir import load_beir
+    from fintune.data.tasks import get_task
+    from fintune.embed.freezing import freeze_layers
+    from fintune.embed.sampler import LengthBucketBatchSampler
+    from fintune.models.resolve import resolve_model
+
+    torch.manual_seed(0)
+    data = load_beir(get_task("financial_qa_10k").path("train"), "train")
+    pairs = [(data.queries[q], data.doc_text(d)) for q, rel in data.qrels.items() for d in rel]
+    dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
+    model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
+    extra = {}
+    if variant == "fintune":
+        freeze_layers(model, 2)
+        extra["batch_sampler"] = LengthBucketBatchSampler
+    args = Args(
+        output_dir="/tmp/fintune-bench-embed",
+        per_device_train_batch_size=32,
+        max_steps=steps,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        **extra,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return {"variant": variant, "steps": steps, "seconds": seconds, "pairs_per_s": steps * 32 / seconds}
+
+
+def matmul_gflops(dtype_name: str, n: int = 1024, repeat: int = 10) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.steps)))
+        return
+    print(f"matmul fp32 {matmul_gflops('float32'):.0f} GFLOP/s, bf16 {matmul_gflops('bfloat16'):.0f} GFLOP/s")
+    results: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for round_ in range(args.rounds):
+        for variant in VARIANTS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            results[variant].append(row["pairs_per_s"])
+            print(f"round {round_ + 1} {variant:>8}: {row['pairs_per_s']:.1f} pairs/s ({row['seconds']:.0f} s)")
+    plain, fast = statistics.median(results["plain"]), statistics.median(results["fintune"])
+    print(f"median pairs/s: plain sentence-transformers {plain:.1f}, fintune {fast:.1f}, ratio {fast / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
