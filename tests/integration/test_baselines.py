@@ -40,3 +40,35 @@ def test_smollm2_zero_shot_fpb_answers_stop_and_score(fpb_dev_rows):
     # The model answers, and most answers name one of the labels.
     assert m["no_label_rate"] < 0.5
     assert all("<|im_end|>" not in p["answer"] for p in result.predictions)
+
+
+def test_smollm2_numeric_task_is_scored_by_its_family(shared_data):
+    from fintune.data.loading import load_records
+    from fintune.llm.evaluate import evaluate_generation
+    from fintune.llm.model import load_causal_lm
+
+    task = get_task("formula")
+    rows = load_records(task.path("train", root=shared_data), task=task).rows[:6]
+    model, tokenizer = load_causal_lm("smollm2")
+    result = evaluate_generation(model, tokenizer, task, rows, batch_size=6)
+    assert set(result.metrics) >= {"accuracy", "parsed_rate", "examples_per_s"}
+    assert result.metrics["examples"] == 6 and 0.0 <= result.metrics["accuracy"] <= result.metrics["parsed_rate"]
+    assert all("predicted" not in p for p in result.predictions)
+
+
+@pytest.mark.parametrize(("task_name", "per_record"), [("headline", 6), ("ner", None)])
+def test_multi_question_tasks_score_every_question(shared_data, task_name, per_record):
+    from fintune.data.loading import load_records
+    from fintune.llm.evaluate import evaluate_generation
+    from fintune.llm.model import load_causal_lm
+    from fintune.llm.prompts import build_examples
+
+    task = get_task(task_name)
+    rows = [r for r in load_records(task.path("dev", root=shared_data), task=task).rows if build_examples(task, r)][:4]
+    model, tokenizer = load_causal_lm("smollm2")
+    result = evaluate_generation(model, tokenizer, task, rows, batch_size=8)
+    expected = sum(len(build_examples(task, r)) for r in rows)
+    assert result.metrics["records"] == 4 and result.metrics["examples"] == expected
+    if per_record:
+        assert expected == 4 * per_record
+    assert all(p["predicted"] in (*p["prompt"].split("{")[1].split("}")[0].split("/"), "") for p in result.predictions)

@@ -70,6 +70,7 @@ class EmbedRunConfig(RunBase):
     min_abs_difference_threshold: float = Field(0.0, ge=0, le=1)
     max_abs_difference_threshold: float = Field(1.0, ge=0, le=1)
     not_irrelevant_only: bool = True
+    symmetric: bool = False  # (cached-)MNRL also ranks queries for each passage (doc_to_query)
     hard_negatives: int | None = Field(None, ge=0)  # None: 1 for BEIR (query, passage) pairs, else 0
     hard_negative_margin: float = Field(0.1, ge=0)
     asymmetric: bool = False

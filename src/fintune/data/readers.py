@@ -86,20 +86,26 @@ def _decode_file(path: Path) -> str | RecordError:
         return _decode(path, line, raw[line_start : line_end if line_end >= 0 else len(raw)])
 
 
-def read_jsonl(path: Path) -> Iterator[Item]:
+def _lines(path: Path) -> Iterator[tuple[int, str] | RecordError]:
+    """(line number, stripped text) per line, or the line's encoding error."""
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             text = _decode(path, line_no, raw)
-            if isinstance(text, RecordError):
-                yield text
-                continue
-            text = text.lstrip("\ufeff").strip()
-            if not text:
-                continue
-            try:
-                yield Row(line_no, json.loads(text))
-            except json.JSONDecodeError as exc:
-                yield RecordError(path, line_no, None, f"bad JSON: {exc.msg} at column {exc.colno}")
+            yield text if isinstance(text, RecordError) else (line_no, text.lstrip("\ufeff").strip())
+
+
+def read_jsonl(path: Path) -> Iterator[Item]:
+    for item in _lines(path):
+        if isinstance(item, RecordError):
+            yield item
+            continue
+        line_no, text = item
+        if not text:
+            continue
+        try:
+            yield Row(line_no, json.loads(text))
+        except json.JSONDecodeError as exc:
+            yield RecordError(path, line_no, None, f"bad JSON: {exc.msg} at column {exc.colno}")
 
 
 def read_json_array(path: Path) -> Iterator[Item]:
@@ -172,25 +178,23 @@ def read_conll(path: Path) -> Iterator[Item]:
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            text = _decode(path, line_no, raw)
-            if isinstance(text, RecordError):
-                yield text
-                continue
-            text = text.strip()
-            if not text or text.startswith("-DOCSTART-"):
-                if tokens:
-                    yield Row(start, {"tokens": tokens, "ner_tags": tags})
-                tokens, tags = [], []
-                continue
-            parts = text.split()
-            if len(parts) < 2:
-                yield RecordError(path, line_no, "ner_tags", "expected 'token tag' on the line")
-                continue
-            if not tokens:
-                start = line_no
-            tokens.append(parts[0])
-            tags.append(parts[-1])
+    for item in _lines(path):
+        if isinstance(item, RecordError):
+            yield item
+            continue
+        line_no, text = item
+        if not text or text.startswith("-DOCSTART-"):
+            if tokens:
+                yield Row(start, {"tokens": tokens, "ner_tags": tags})
+            tokens, tags = [], []
+            continue
+        parts = text.split()
+        if len(parts) < 2:
+            yield RecordError(path, line_no, "ner_tags", "expected 'token tag' on the line")
+            continue
+        if not tokens:
+            start = line_no
+        tokens.append(parts[0])
+        tags.append(parts[-1])
     if tokens:
         yield Row(start, {"tokens": tokens, "ner_tags": tags})

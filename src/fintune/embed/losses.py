@@ -93,11 +93,12 @@ class WeightedLoss(nn.Module):
 
 
 def build_loss(name: str, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False) -> nn.Module:
+    directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
     if name == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model, gather_across_devices=distributed)
+        return losses.MultipleNegativesRankingLoss(model, gather_across_devices=distributed, directions=directions)
     if name == "cached-mnrl":
         return losses.CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=min(32, config.batch_size), gather_across_devices=distributed
+            model, mini_batch_size=min(32, config.batch_size), gather_across_devices=distributed, directions=directions
         )
     if name == "cosent":
         return losses.CoSENTLoss(model)

@@ -18,17 +18,78 @@ TEXT_KINDS = {"fpb": "news", "tfns": "tweet"}
 class Example:
     prompt: str  # the user turn
     target: str  # the answer to learn or to score against
+    labels: tuple[str, ...] = ()  # the answer set, for classification
+
+
+# Headline flags as yes/no questions (FinLoRA's headline task asks one question per flag).
+HEADLINE_QUESTIONS = {
+    "price_direction_up": "Does the news headline talk about price going up?",
+    "price_direction_constant": "Does the news headline talk about price staying constant?",
+    "price_direction_down": "Does the news headline talk about price going down?",
+    "asset_comparison": "Does the news headline compare gold with any other asset?",
+    "past_information": "Does the news headline talk about a past event?",
+    "future_information": "Does the news headline talk about a future event?",
+}
+YES_NO = ("Yes", "No")
+# Entity types asked about (FinLoRA's NER task: person, organization, location); I-MISC is not asked.
+ENTITY_TYPES = {"I-PER": "person", "I-ORG": "organization", "I-LOC": "location"}
+
+
+def build_examples(task: FinancialTask, record: dict[str, Any]) -> list[Example]:
+    """The prompts one record yields: one for most tasks, one per flag or entity for headline and ner."""
+    if task.name in TEXT_KINDS:
+        labels = task.labels or ()
+        instruction = SENTIMENT_INSTRUCTION.format(kind=TEXT_KINDS[task.name], labels="/".join(labels))
+        return [Example(f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:", str(record["label"]), labels)]
+    if task.name == "headline":
+        return [
+            Example(
+                f"Instruction: {question} Please choose an answer from {{Yes/No}}.\n"
+                f"Input: {record['headline']}\nAnswer:",
+                "Yes" if int(record[flag]) else "No",
+                YES_NO,
+            )
+            for flag, question in HEADLINE_QUESTIONS.items()
+        ]
+    if task.name == "ner":
+        sentence = " ".join(record["tokens"])
+        options = "/".join(ENTITY_TYPES.values())
+        return [
+            Example(
+                f"Instruction: What is the entity type of '{entity}' in the input sentence? "
+                f"Please choose an answer from {{{options}}}.\nInput: {sentence}\nAnswer:",
+                kind,
+                tuple(ENTITY_TYPES.values()),
+            )
+            for entity, kind in entities(record["tokens"], record["ner_tags"])
+        ]
+    if task.name == "ectsum":
+        prompt = f"Summarize this earnings call transcript in a few bullet points.\nTranscript: {record['transcript']}"
+        return [Example(prompt, record["summary"])]
+    if "context" in record and "target" in record:  # FinLoRA {context, target}: the prompt is complete
+        return [Example(record["context"], str(record["target"]))]
+    raise ValueError(f"task '{task.name}' has no prompt builder")
+
+
+def entities(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """(text, type) of each run of equal IO tags of an asked-about type."""
+    found, current, kind = [], [], None
+    for token, tag in [*zip(tokens, tags, strict=True), ("", "O")]:
+        if tag == kind and current:
+            current.append(token)
+            continue
+        if current and kind in ENTITY_TYPES:
+            found.append((" ".join(current), ENTITY_TYPES[kind]))
+        current, kind = ([token], tag) if tag != "O" else ([], None)
+    return found
 
 
 def build_example(task: FinancialTask, record: dict[str, Any]) -> Example:
-    if task.name in TEXT_KINDS:
-        instruction = SENTIMENT_INSTRUCTION.format(kind=TEXT_KINDS[task.name], labels="/".join(task.labels or ()))
-        return Example(f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:", str(record["label"]))
-    if "context" in record and "target" in record:  # FinLoRA {context, target}: the prompt is complete
-        return Example(record["context"], str(record["target"]))
-    raise ValueError(
-        f"task '{task.name}' has no prompt builder yet; tasks with prompts: fpb, tfns, xbrl_term, formula, financebench"
-    )
+    """The single prompt of a one-prompt task (sentiment, FinLoRA completions, ectsum)."""
+    examples = build_examples(task, record)
+    if len(examples) != 1:
+        raise ValueError(f"task '{task.name}' yields {len(examples)} prompts per record; use build_examples")
+    return examples[0]
 
 
 def chat_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
