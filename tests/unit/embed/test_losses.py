@@ -67,3 +67,10 @@ def test_duplicate_positive_is_not_an_in_batch_negative(tiny_model):
 def test_loss_and_data_shape_mismatch_is_explained():
     with pytest.raises(ValueError, match="loss 'cosent' needs scored data, but the data are pairs"):
         check_loss_fits("cosent", "pairs", "train.jsonl")
+
+
+def test_symmetric_mnrl_ranks_both_ways(tiny_model):
+    plain = build_loss("mnrl", tiny_model, EmbedRunConfig())
+    both = build_loss("cached-mnrl", tiny_model, EmbedRunConfig(symmetric=True))
+    assert tuple(plain.directions) == ("query_to_doc",)
+    assert tuple(both.directions) == ("query_to_doc", "doc_to_query")
