@@ -90,7 +90,9 @@ def train_embedder(
         config = config.model_copy(update={"hard_negatives": 1 if data.shape == "pairs" and data.corpus else 0})
     if data.skipped:
         notes.append(f"skipped {data.skipped} invalid training record(s)")
-    check_loss_fits(config.loss, data.shape if not config.hard_negatives else "triplets", str(config.data))
+    if config.hard_negatives and data.shape != "pairs":
+        raise ValueError(f"{config.data}: hard negatives are mined for (query, passage) pairs, not {data.shape} data")
+    check_loss_fits(config.loss, "triplets" if config.hard_negatives else data.shape, str(config.data))
     if config.split_long_documents:
         split = split_long_documents(data, model.tokenizer, model.max_seq_length)
         notes.append(f"split {split} long text(s) into pieces of at most {model.max_seq_length} tokens")
@@ -208,8 +210,6 @@ def _add_hard_negatives(
     base_corpus: torch.Tensor | None,
     notes: list[str],
 ) -> TrainingData:
-    if data.shape != "pairs":
-        raise ValueError(f"hard negatives are mined for (query, positive) pairs, not {data.shape} data")
     corpus_texts = data.corpus or sorted(set(data.dataset["positive"]))
     if base_corpus is None or eval_data is None or len(corpus_texts) != base_corpus.shape[0]:
         base_corpus = model.encode_document(

@@ -138,3 +138,13 @@ def test_python_api_fine_tune_and_triplets(tiny_bert_dir, tmp_path):
     assert out == str(tmp_path / "t") and run["loss"] == "triplet" and run["margin"] == 0.3
     with pytest.raises(ValueError, match="exactly one"):
         tuner.fine_tune(str(tiny_bert_dir))
+
+
+def test_hard_negatives_on_scored_pairs_are_refused_before_any_work(tiny_bert_dir, tmp_path):
+    data = write_jsonl(tmp_path / "s.jsonl", [{"text1": "a", "text2": "b", "score": 0.5}] * 4)
+    config = EmbedRunConfig(
+        model=str(tiny_bert_dir), data=str(data), output=str(tmp_path / "m"), loss="cosent", hard_negatives=1
+    )
+    with pytest.raises(ValueError, match="mined for \\(query, passage\\) pairs, not scored data"):
+        train_embedder(config)
+    assert not (tmp_path / "m").exists()
