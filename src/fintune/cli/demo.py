@@ -11,15 +11,22 @@ from fintune.cli.output import console, fmt
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="evaluate the embedded default models on the shared dev splits")
+    demo = sub.add_parser("demo", help="base vs fine-tuned defaults on the shared dev splits")
     demo.add_argument("--fpb-limit", type=int, help="score only the first N fpb dev sentences")
     demo.add_argument("--skip-training", action="store_true", help="only score the defaults as they are")
     demo.add_argument("--output", default="runs/demo-minilm", help="where the tuned embedding model goes")
+    demo.add_argument("--llm-output", default="runs/demo-smollm2-fpb", help="where the fpb LoRA adapter goes")
     demo.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fintune.demo import baseline_classification, baseline_retrieval, retrieval_row, tuned_retrieval
+    from fintune.demo import (
+        baseline_classification,
+        baseline_retrieval,
+        retrieval_row,
+        tuned_classification,
+        tuned_retrieval,
+    )
 
     start = time.perf_counter()
     tuned = None
@@ -29,6 +36,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tuned = tuned_retrieval(args.output)
         rows = [retrieval_row("minilm", "dev", tuned[0].before)]
     rows.append(baseline_classification(limit=args.fpb_limit))
+    lora_seconds = None
+    if not args.skip_training:
+        lora_row, lora_seconds = tuned_classification(args.llm_output, limit=args.fpb_limit)
+        rows.append(lora_row)
     table = Table(title="fintune defaults on the shared dev splits")
     for column in ("model", "task", "metric", "value"):
         table.add_column(column)
@@ -49,5 +60,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for example in comparison.improved[:2]:
             console.print(f"  better: {example['query']}  rank {example['base_rank']} -> {example['tuned_rank']}")
         console.print(f"tuned model: {result.output}")
+    if lora_seconds is not None:
+        console.print(f"fpb LoRA adapter ({args.llm_output}) trained in {lora_seconds:.0f} s")
     console.print(f"demo took {time.perf_counter() - start:.0f} s")
     return 0

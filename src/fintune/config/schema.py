@@ -116,21 +116,39 @@ class LLMRunConfig(RunBase):
     dataset_path: str | None = Field(None, validation_alias=_alias("dataset_path", "data"))
     eval_path: str | None = None
     method: LLMMethod | None = None  # derived from the FinLoRA flags when not given
-    lora_r: int = Field(8, ge=1, validation_alias=_alias("lora_r", "rank", "r"))
+    lora_r: int = Field(16, ge=1, validation_alias=_alias("lora_r", "rank", "r"))
     lora_alpha: int | None = Field(None, ge=1)  # default: 2 * lora_r
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)  # 0: PEFT skips a copy of every adapted input (1.35x faster)
     target_modules: list[str] | str = "all-linear"
     quant_bits: Literal[4, 8, 16] = 16
     peft_use_dora: bool = False
     peft_use_rslora: bool = False
     dora_magnitude_lr: float | None = Field(None, gt=0)
-    learning_rate: float = Field(1e-4, gt=0, validation_alias=_alias("learning_rate", "lr"))
+    # Default recipe (fpb dev accuracy 0.854 in one epoch; see issue 4's note): r 16, lr 5e-4, batch 16,
+    # adapters on the upper 18 of SmolLM2's 30 layers so backward stops 12 layers early.
+    learning_rate: float = Field(5e-4, gt=0, validation_alias=_alias("learning_rate", "lr"))
     num_epochs: float = Field(1.0, gt=0, validation_alias=_alias("num_epochs", "epochs"))
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)
     max_seq_length: int = Field(512, ge=16)
-    system_prompt: str | None = None
+    # Finance-Alpaca's system prompt: also half the tokens of SmolLM2's built-in default, on every example.
+    system_prompt: str | None = "You are a Professional financial assistant."
+    # Beyond FinLoRA's keys: the rest of a recipe.
+    lora_skip_layers: int = Field(12, ge=0)  # no adapters on the first N layers: backward stops above them
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] = "cosine"
+    # Several tasks in one run: {task: weight} (weight used by the 'weighted' strategy) or a list of names.
+    tasks: dict[str, float] | list[str] | None = None
+    mixing: Literal["balanced", "proportional", "weighted", "temperature"] = "proportional"
+    mixing_temperature: float = Field(2.0, gt=0)
+    eval_limit: int | None = Field(256, ge=1)  # validation records per task for the per-epoch loss
+    max_train_examples: int | None = Field(None, ge=1)
+    debug: bool = False  # a small slice: 64 examples, 8 steps, 16 validation records
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(50, ge=1)  # checkpoint interval (beside the output) for resuming
 
     @model_validator(mode="after")
     def _consistent(self) -> LLMRunConfig:
@@ -144,6 +162,12 @@ class LLMRunConfig(RunBase):
             problems.append("method 'dora' contradicts peft_use_dora: false")
         if self.method in ("lora", "dora", "pissa", "loftq") and self.peft_use_rslora:
             problems.append(f"method '{self.method}' contradicts peft_use_rslora: true (use method 'rslora')")
+        if self.tasks is not None and self.task is not None:
+            problems.append("task and tasks both set: use tasks for a multi-task run")
+        if self.mixing == "weighted" and not isinstance(self.tasks, dict):
+            problems.append("mixing 'weighted' needs tasks as {task: weight}")
+        if isinstance(self.tasks, dict) and any(w <= 0 for w in self.tasks.values()):
+            problems.append("task weights must be positive")
         if self.dora_magnitude_lr is not None and self.resolved_method != "dora" and not self.peft_use_dora:
             problems.append("dora_magnitude_lr needs DoRA (method 'dora' or peft_use_dora: true)")
         if problems:
@@ -160,6 +184,15 @@ class LLMRunConfig(RunBase):
         if self.peft_use_rslora:
             return "rslora"
         return "qlora" if self.quant_bits in (4, 8) else "lora"
+
+    @property
+    def task_weights(self) -> dict[str, float]:
+        """{task: weight} of the run (weight 1 when not given); empty for a generic data file."""
+        if isinstance(self.tasks, dict):
+            return dict(self.tasks)
+        if isinstance(self.tasks, list):
+            return dict.fromkeys(self.tasks, 1.0)
+        return {self.task: 1.0} if self.task else {}
 
     @property
     def resolved_alpha(self) -> int:

@@ -22,6 +22,7 @@ class BeirData:
     corpus: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {title, text, ...}
     queries: dict[str, str] = field(default_factory=dict)  # only the queries judged in this split
     qrels: dict[str, dict[str, float]] = field(default_factory=dict)
+    query_fields: dict[str, dict] = field(default_factory=dict)  # the judged queries' full records (e.g. answer)
     errors: list[RecordError] = field(default_factory=list)
 
     def doc_text(self, doc_id: str) -> str:
@@ -106,6 +107,7 @@ def collect_beir(folder: str | Path, split: str) -> BeirData:
         elif score > 0:
             data.qrels.setdefault(qid, {})[did] = score
     data.queries = {qid: all_queries[qid]["text"] for qid in data.qrels}
+    data.query_fields = {qid: all_queries[qid] for qid in data.qrels}
     if not data.qrels and not data.errors:
         data.errors.append(RecordError(qrels_path, 1, None, "no relevant pairs in qrels"))
     return data

@@ -1,6 +1,9 @@
-"""Load a causal LM and its tokenizer from an alias, folder or hub id."""
+"""Load a causal LM (alias, folder or hub id), optionally with a PEFT adapter, and its tokenizer."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -9,12 +12,60 @@ from fintune.models.device import pick_device, pick_dtype
 from fintune.models.resolve import resolve_model
 
 
+class AdapterMismatchError(ValueError):
+    """The adapter was trained on another base model (its shapes or layer names do not fit)."""
+
+
+def adapter_base(adapter: str | Path) -> str | None:
+    """The base model an adapter folder was trained from (fintune's run config, else PEFT's own note)."""
+    folder = Path(adapter)
+    run = folder / "fintune_run.json"
+    if run.is_file():
+        return json.loads(run.read_text()).get("base_model")
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{folder}: not an adapter folder (no adapter_config.json)")
+    return json.loads(config.read_text()).get("base_model_name_or_path")
+
+
+def tokenizer_folder(adapter: str | Path | None, base_folder: str) -> str:
+    """The adapter's tokenizer (it carries the training chat template) when it saved one, else the base's."""
+    if adapter and any((Path(adapter) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return str(adapter)
+    return base_folder
+
+
 def load_causal_lm(
-    name: str, device: str | None = None, dtype: torch.dtype | None = None
+    name: str | None = None,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    adapter: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Base model (name defaults to the adapter's base) plus adapter; the adapter folder's tokenizer wins."""
+    if name is None:
+        if adapter is None:
+            raise ValueError("give a model or an adapter")
+        name = adapter_base(adapter) or ""
     folder = str(resolve_model(name))
     device = device or pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or pick_dtype(device)).to(device)
+    if adapter is not None:
+        model = attach_adapter(model, adapter, name)
     model.eval()
     return model, tokenizer
+
+
+def attach_adapter(model: PreTrainedModel, adapter: str | Path, base_name: str) -> PreTrainedModel:
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter}: not an adapter folder (no adapter_config.json)")
+    try:
+        return PeftModel.from_pretrained(model, str(adapter))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        trained_on = adapter_base(adapter)
+        raise AdapterMismatchError(
+            f"{adapter}: adapter does not fit base model '{base_name}' (trained on '{trained_on}'): "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc

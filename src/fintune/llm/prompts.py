@@ -19,6 +19,7 @@ class Example:
     prompt: str  # the user turn
     target: str  # the answer to learn or to score against
     labels: tuple[str, ...] = ()  # the answer set, for classification
+    history: tuple[dict[str, str], ...] = ()  # earlier chat turns (system, user, assistant) before `prompt`
 
 
 # Headline flags as yes/no questions (FinLoRA's headline task asks one question per flag).
@@ -92,14 +93,23 @@ def build_example(task: FinancialTask, record: dict[str, Any]) -> Example:
     return examples[0]
 
 
-def chat_messages(prompt: str, system_prompt: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*messages, {"role": "user", "content": prompt}]
+def chat_messages(
+    prompt: str, system_prompt: str | None = None, history: tuple[dict[str, str], ...] = ()
+) -> list[dict[str, str]]:
+    """The turns before the answer. A system turn in `history` wins over `system_prompt`."""
+    has_system = any(m["role"] == "system" for m in history)
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt and not has_system else []
+    return [*messages, *history, {"role": "user", "content": prompt}]
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, system_prompt: str | None = None) -> str:
+def render_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    system_prompt: str | None = None,
+    history: tuple[dict[str, str], ...] = (),
+) -> str:
     """The prompt as the model's chat template renders it, ending where the assistant's answer begins."""
-    messages = chat_messages(prompt, system_prompt)
+    messages = chat_messages(prompt, system_prompt, history)
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return "\n".join(m["content"] for m in messages) + "\n"

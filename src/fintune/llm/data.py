@@ -1,0 +1,104 @@
+"""Instruction examples for training and evaluation: from a registry task or a generic alpaca/chat/completion file."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fintune.data.beir import load_beir
+from fintune.data.loading import load_records
+from fintune.data.tasks import FinancialTask, get_task
+from fintune.llm.prompts import Example, build_examples
+
+log = logging.getLogger(__name__)
+
+GENERIC_FORMATS = ("alpaca", "chat", "completion")
+QA_10K_INSTRUCTION = "Answer the question using only the passage from a 10-K filing."
+QA_10K_PASSAGE_CHARS = 2000  # passages are short; this only guards against a pathological one
+
+
+@dataclass
+class ExampleSet:
+    name: str  # task name, or the file's stem for a generic file
+    family: str  # scoring family: classification, qa, numeric, generation
+    examples: list[Example]
+    records: int  # records read (a headline or NER record yields several examples)
+    source: str
+
+
+def llm_family(task: FinancialTask) -> str:
+    # The 10-K retrieval set doubles as extractive QA for the LLM pipeline (question + judged passage -> answer).
+    return "qa" if task.name == "financial_qa_10k" else task.family
+
+
+def task_examples(
+    task: FinancialTask | str, path: str | Path | None = None, split: str = "train", skip_invalid: bool = False
+) -> ExampleSet:
+    task = get_task(task) if isinstance(task, str) else task
+    if task.name == "financial_qa_10k":
+        return _qa_10k_examples(task, Path(path) if path else task.path(split), split)
+    source = Path(path) if path else task.path(split)
+    rows = load_records(source, task=task, skip_invalid=skip_invalid).rows
+    examples = [e for r in rows for e in build_examples(task, r)]
+    return ExampleSet(task.name, llm_family(task), examples, len(rows), str(source))
+
+
+def _qa_10k_examples(task: FinancialTask, folder: Path, split: str) -> ExampleSet:
+    data = load_beir(folder, split)
+    examples = []
+    for qid, judged in data.qrels.items():
+        query = data.queries[qid]
+        answer = str(data.query_fields.get(qid, {}).get("answer") or "").strip()
+        if not answer:
+            continue
+        passage = data.doc_text(next(iter(judged)))[:QA_10K_PASSAGE_CHARS]
+        prompt = f"Instruction: {QA_10K_INSTRUCTION}\nPassage: {passage}\nQuestion: {query}\nAnswer:"
+        examples.append(Example(prompt, answer))
+    skipped = len(data.qrels) - len(examples)
+    if skipped:
+        log.warning("%s: %d of %d queries skipped: no answer text", folder, skipped, len(data.qrels))
+    return ExampleSet(task.name, "qa", examples, len(data.qrels), f"{folder} ({split})")
+
+
+def file_examples(path: str | Path, fmt: str | None = None, skip_invalid: bool = False) -> ExampleSet:
+    """Examples from an alpaca, chat or completion file (the format is detected when not given)."""
+    records = load_records(path, fmt=fmt, skip_invalid=skip_invalid)
+    if records.schema not in GENERIC_FORMATS:
+        raise ValueError(
+            f"{path}: records are '{records.schema}', not an instruction format ({', '.join(GENERIC_FORMATS)}); "
+            "pass --task for a registry task's data"
+        )
+    examples = [_generic_example(records.schema, r) for r in records.rows]
+    return ExampleSet(Path(path).stem, "qa", examples, len(records.rows), str(path))
+
+
+def _generic_example(schema: str, row: dict[str, Any]) -> Example:
+    if schema == "alpaca":
+        text = row.get("input") or ""
+        prompt = f"{row['instruction']}\n{text}".strip() if text else row["instruction"]
+        return Example(prompt, row["output"])
+    if schema == "completion":
+        return Example(row.get("context", row.get("prompt")), str(row.get("target", row.get("completion"))))
+    messages = row["messages"]
+    last_answer = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    users = [i for i, m in enumerate(messages[:last_answer]) if m["role"] == "user"]
+    if not users:
+        raise ValueError("chat record has no user turn before its last assistant turn")
+    history = tuple(dict(m) for m in messages[: users[-1]])
+    return Example(messages[users[-1]]["content"], messages[last_answer]["content"], history=history)
+
+
+def holdout(
+    examples: list[Example], fraction: float, limit: int | None, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Split off a validation slice for tasks that ship only a train split."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    size = max(1, int(len(examples) * fraction))
+    if limit:
+        size = min(size, limit)
+    held = set(order[:size])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in order[:size]]

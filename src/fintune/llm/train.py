@@ -1,0 +1,269 @@
+"""LoRA-family fine-tuning of an instruction LLM: the recipe around TRL's SFTTrainer and PEFT.
+
+fintune prepares the data (one prompt renderer, answer-only labels with the end-of-turn token kept,
+prompts truncated in the middle, never the answer), picks the method and precision, and writes the
+adapter folder atomically. TRL trains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from fintune.artifacts import atomic_dir
+from fintune.config.schema import LLMRunConfig
+from fintune.data.tasks import get_task
+from fintune.llm import fast
+from fintune.llm.data import ExampleSet, file_examples, holdout, task_examples
+from fintune.llm.encode import encode_example
+from fintune.llm.methods import check_method_device, lora_config, quantization_config
+from fintune.llm.mixing import mix
+from fintune.models.device import pick_device, pick_dtype
+from fintune.models.resolve import resolve_model
+
+log = logging.getLogger(__name__)
+
+DEBUG_EXAMPLES, DEBUG_STEPS, DEBUG_EVAL = 64, 8, 16
+HOLDOUT_FRACTION = 0.05  # validation slice for tasks that ship only a train split
+
+
+@dataclass
+class LLMTrainData:
+    train: list[tuple[str, Any]]  # (task, Example)
+    eval: dict[str, list[Any]]  # task -> validation examples
+    sets: dict[str, ExampleSet]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LLMTrainResult:
+    output: Path
+    train_seconds: float
+    examples: int
+    tokens: int
+    tokens_per_s: float
+    steps: int
+    processes: int
+    history: list[dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+def work_dir(output: Path) -> Path:
+    return output.with_name(f".{output.name}.work")
+
+
+def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainData:
+    """Training examples mixed across the run's tasks, and a validation set per task."""
+    weights = cfg.task_weights
+    sets: dict[str, ExampleSet] = {}
+    evals: dict[str, list[Any]] = {}
+    notes: list[str] = []
+    if not weights:
+        if not cfg.dataset_path:
+            raise ValueError("give a task (task / tasks) or a data file (dataset_path)")
+        sets["data"] = file_examples(cfg.dataset_path, skip_invalid=skip_invalid)
+        if cfg.eval_path:
+            evals["data"] = file_examples(cfg.eval_path).examples
+    for name in weights:
+        task = get_task(name)
+        path = cfg.dataset_path if len(weights) == 1 and cfg.dataset_path else None
+        sets[name] = task_examples(task, path, "train", skip_invalid)
+        if len(weights) == 1 and cfg.eval_path:
+            evals[name] = task_examples(task, cfg.eval_path, "dev").examples
+        elif "dev" in task.splits:
+            evals[name] = task_examples(task, None, "dev").examples
+    for name, ex_set in sets.items():
+        if name not in evals:
+            ex_set.examples, evals[name] = holdout(ex_set.examples, HOLDOUT_FRACTION, cfg.eval_limit, cfg.seed)
+            notes.append(f"{name}: validation is a held-out {len(evals[name])} of the training examples")
+    per_task = {name: s.examples for name, s in sets.items()}
+    if cfg.debug:
+        per_task = {name: ex[:DEBUG_EXAMPLES] for name, ex in per_task.items()}
+    train = mix(per_task, cfg.mixing, weights or None, cfg.mixing_temperature, cfg.seed)
+    if cfg.max_train_examples:
+        train = train[: cfg.max_train_examples]
+    limit = DEBUG_EVAL if cfg.debug else cfg.eval_limit
+    evals = {name: ex[:limit] if limit else ex for name, ex in evals.items()}
+    return LLMTrainData(train, evals, sets, notes)
+
+
+def encode_all(tokenizer: PreTrainedTokenizerBase, examples: list[Any], cfg: LLMRunConfig) -> tuple[Dataset, int]:
+    """Tokenised examples for TRL (input_ids + completion_mask) and how many prompts were truncated."""
+    encoded = [encode_example(tokenizer, e, cfg.system_prompt, cfg.max_seq_length) for e in examples]
+    rows = {"input_ids": [e.input_ids for e in encoded], "completion_mask": [e.completion_mask for e in encoded]}
+    return Dataset.from_dict(rows), sum(e.truncated for e in encoded)
+
+
+def load_base(cfg: LLMRunConfig, device: str) -> tuple[Any, PreTrainedTokenizerBase, torch.dtype]:
+    folder = str(resolve_model(cfg.base_model))
+    dtype = pick_dtype(device)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    quant = quantization_config(cfg, dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": device if device != "cuda" else 0}
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if quant is None:
+        model = model.to(device)
+    return model, tokenizer, dtype
+
+
+def train_llm(
+    cfg: LLMRunConfig,
+    output: str | Path,
+    use_gpu: bool | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    skip_invalid: bool = False,
+    callbacks: list[TrainerCallback] | None = None,
+) -> LLMTrainResult:
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
+    device = pick_device(use_gpu)
+    check_method_device(cfg, device)
+    data = load_train_data(cfg, skip_invalid)  # before the model: bad data fails in seconds
+    model, tokenizer, dtype = load_base(cfg, device)
+    train_ds, truncated = encode_all(tokenizer, [e for _, e in data.train], cfg)
+    eval_ds = {name: encode_all(tokenizer, ex, cfg)[0] for name, ex in data.eval.items() if ex}
+    notes = list(data.notes)
+    if truncated:
+        notes.append(
+            f"{truncated} of {len(train_ds)} prompts truncated in the middle to fit max_seq_length {cfg.max_seq_length}"
+        )
+        log.warning(notes[-1])
+    peft_config = lora_config(cfg, model)
+    work = work_dir(output)
+    args = _sft_args(cfg, work, device, dtype, has_eval=bool(eval_ds))
+    trainer = fast.FastSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds or None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[EpochLogCallback(), *(callbacks or [])],
+        dora_magnitude_lr=cfg.dora_magnitude_lr,
+    )
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    checkpoint = _last_checkpoint(work)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    result = LLMTrainResult(
+        output=output,
+        train_seconds=seconds,
+        examples=len(train_ds),
+        tokens=tokens,
+        tokens_per_s=tokens / seconds,
+        steps=trainer.state.global_step,
+        processes=trainer.accelerator.num_processes,
+        history=trainer.state.log_history,
+        notes=notes,
+    )
+    if trainer.is_world_process_zero():
+        _save(trainer, tokenizer, cfg, data, result)
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def _sft_args(cfg: LLMRunConfig, work: Path, device: str, dtype: torch.dtype, has_eval: bool) -> SFTConfig:
+    return SFTConfig(
+        output_dir=str(work),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=max(cfg.batch_size, 16),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=DEBUG_STEPS if cfg.debug else (cfg.max_steps or -1),
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of the steps
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="epoch" if has_eval else "no",
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=1,
+        report_to=list(cfg.report_to) or "none",
+        seed=cfg.seed,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        use_cpu=device == "cpu",
+        gradient_checkpointing=False,  # memory is not the limit here; recomputation would cost a third more
+        completion_only_loss=True,
+        max_length=None,  # encode_example already fits each example (truncating the prompt, not the answer)
+        train_sampling_strategy="group_by_length",  # little padding without packing
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
+        remove_unused_columns=False,
+    )
+
+
+class EpochLogCallback(TrainerCallback):
+    """One console line per epoch with the losses, token accuracy and entropy TRL logs."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not state.is_world_process_zero or not metrics:
+            return
+        train = [h for h in state.log_history if "loss" in h]
+        last = train[-1] if train else {}
+        parts = [f"epoch {state.epoch:.2f}", f"train loss {last.get('loss', float('nan')):.4f}"]
+        parts += [
+            f"{k.removeprefix('eval_')} {v:.4f}"
+            for k, v in metrics.items()
+            if k.endswith(("loss", "accuracy", "entropy"))
+        ]
+        log.info(" | ".join(parts))
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    return points[-1] if points else None
+
+
+def _save(
+    trainer: SFTTrainer,
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: LLMRunConfig,
+    data: LLMTrainData,
+    result: LLMTrainResult,
+) -> None:
+    with atomic_dir(result.output, overwrite=True) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "fintune_run.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        metrics = {
+            "train_seconds": result.train_seconds,
+            "examples": result.examples,
+            "tokens": result.tokens,
+            "tokens_per_s": result.tokens_per_s,
+            "steps": result.steps,
+            "processes": result.processes,
+            "tasks": {
+                name: {"records": s.records, "examples": len(s.examples), "source": s.source}
+                for name, s in data.sets.items()
+            },
+            "notes": result.notes,
+            "history": result.history,
+        }
+        (tmp / "fintune_metrics.json").write_text(json.dumps(metrics, indent=2))

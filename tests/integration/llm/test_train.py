@@ -1,0 +1,105 @@
+"""LoRA on the real SmolLM2 and real task data; DDP with two CPU processes; multi-task mixing on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from fintune.config.schema import LLMRunConfig
+from fintune.data.tasks import get_task
+from fintune.llm.evaluate import evaluate_generation
+from fintune.llm.model import load_causal_lm
+from fintune.llm.train import load_train_data, train_llm
+from tests.unit.llm.conftest import make_tokenizer
+
+
+def test_multi_task_mixing_on_real_files(shared_data):
+    cfg = LLMRunConfig(tasks={"fpb": 1.0, "ner": 1.0}, mixing="balanced")
+    data = load_train_data(cfg)
+    counts = Counter(task for task, _ in data.train)
+    assert abs(counts["fpb"] - counts["ner"]) <= 1 and sum(counts.values()) == sum(
+        len(s.examples) for s in data.sets.values()
+    )
+    assert set(data.eval) == {"fpb", "ner"} and all(data.eval.values())
+    single = load_train_data(LLMRunConfig(task="formula"))
+    assert any("held-out" in note for note in single.notes)  # formula ships only a train split
+
+
+@pytest.mark.slow
+def test_smollm2_lora_debug_run_learns_and_scores(shared_data, fpb_dev_rows, tmp_path):
+    out = tmp_path / "adapter"
+    result = train_llm(LLMRunConfig(task="fpb", debug=True), out)
+    evals = [h["eval_fpb_loss"] for h in result.history if "eval_fpb_loss" in h]
+    assert len(evals) == 2 and evals[1] < evals[0]
+    model, tokenizer = load_causal_lm(adapter=out)
+    scored = evaluate_generation(model, tokenizer, get_task("fpb"), fpb_dev_rows[:12], batch_size=12)
+    assert scored.metrics["examples"] == 12 and scored.metrics["no_label_rate"] < 0.5
+    assert scored.metrics["mean_new_tokens"] < 4  # a label and the end of the turn, not max_new_tokens
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tmp_path):
+    model_dir = tmp_path / "tiny"
+    tok = make_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data = tmp_path / "fpb.jsonl"
+    rows = [("profit rose", "positive"), ("sales fell", "negative"), ("sales were flat", "neutral")] * 16
+    data.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    launch = [
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    train = [
+        "llm",
+        "train",
+        "--task",
+        "fpb",
+        "--data",
+        str(data),
+        "--model",
+        str(model_dir),
+        "--output",
+        str(out),
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        f"eval_path={data}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(accelerate), *launch, "-m", "fintune", *train], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "fintune_metrics.json").read_text())
+    # 48 examples, 8 per process and step: 3 steps on 2 processes (one process alone takes 6)
+    assert (metrics["processes"], metrics["steps"]) == (2, 3)
+    assert (out / "adapter_model.safetensors").is_file()
