@@ -143,7 +143,7 @@ class LLMRunConfig(RunBase):
     tasks: dict[str, float] | list[str] | None = None
     mixing: Literal["balanced", "proportional", "weighted", "temperature"] = "proportional"
     mixing_temperature: float = Field(2.0, gt=0)
-    eval_limit: int | None = Field(256, ge=1)  # validation records per task for the per-epoch loss
+    eval_limit: int | None = Field(128, ge=1)  # validation examples per task for the per-epoch loss (~25 s on fpb)
     max_train_examples: int | None = Field(None, ge=1)
     debug: bool = False  # a small slice: 64 examples, 8 steps, 16 validation records
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)
