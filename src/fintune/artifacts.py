@@ -36,3 +36,14 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = False) -> It
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def work_dir(output: Path) -> Path:
+    """Checkpoints live beside the output until training completes, so a rerun can resume."""
+    return output.with_name(f".{output.name}.work")
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest `checkpoint-N` folder a Trainer left in `folder`, if any."""
+    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
+    return points[-1] if points else None

@@ -17,7 +17,7 @@ from sentence_transformers import SentenceTransformer, SentenceTransformerTraine
 from sentence_transformers.sentence_transformer import losses as st_losses
 from transformers import EarlyStoppingCallback
 
-from fintune.artifacts import atomic_dir
+from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
 from fintune.config.schema import EmbedRunConfig
 from fintune.data.beir import BeirData, is_beir_folder, load_beir, splits_of
 from fintune.embed.augment import augment_queries
@@ -50,11 +50,6 @@ class EmbedTrainResult:
     # full results behind `before`/`after` (rankings for a comparison report); not saved
     before_result: RetrievalResult | None = field(default=None, repr=False)
     after_result: RetrievalResult | None = field(default=None, repr=False)
-
-
-def work_dir(output: Path) -> Path:
-    """Checkpoints live beside the output until training completes, so a rerun can resume."""
-    return output.with_name(f".{output.name}.work")
 
 
 def train_embedder(
@@ -151,7 +146,7 @@ def train_embedder(
         callbacks=callbacks,
         optimizers=_optimizers(config, model),
     )
-    checkpoint = _last_checkpoint(work_dir(output)) if resume else None
+    checkpoint = last_checkpoint(work_dir(output)) if resume else None
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.perf_counter()
@@ -289,11 +284,6 @@ def _optimizers(config: EmbedRunConfig, model: SentenceTransformer) -> tuple[Any
     if config.scheduler != "steplr":
         return optimizer, None
     return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
-
-
-def _last_checkpoint(folder: Path) -> Path | None:
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return checkpoints[-1] if checkpoints else None
 
 
 def _save(model: SentenceTransformer, config: EmbedRunConfig, data: TrainingData, result: EmbedTrainResult) -> None:

@@ -20,7 +20,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from fintune.artifacts import atomic_dir
+from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
 from fintune.config.schema import LLMRunConfig
 from fintune.data.tasks import get_task
 from fintune.llm import fast
@@ -56,10 +56,6 @@ class LLMTrainResult:
     processes: int
     history: list[dict[str, float]]
     notes: list[str] = field(default_factory=list)
-
-
-def work_dir(output: Path) -> Path:
-    return output.with_name(f".{output.name}.work")
 
 
 def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainData:
@@ -160,7 +156,7 @@ def train_llm(
     )
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
-    checkpoint = _last_checkpoint(work)
+    checkpoint = last_checkpoint(work)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     start = time.perf_counter()
@@ -234,11 +230,6 @@ class EpochLogCallback(TrainerCallback):
             if k.endswith(("loss", "accuracy", "entropy"))
         ]
         log.info(" | ".join(parts))
-
-
-def _last_checkpoint(folder: Path) -> Path | None:
-    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
-    return points[-1] if points else None
 
 
 def _save(

@@ -10,14 +10,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from fintune.config.schema import LLMRunConfig
 from fintune.data.tasks import get_task
 from fintune.llm.evaluate import evaluate_generation
 from fintune.llm.model import load_causal_lm
 from fintune.llm.train import load_train_data, train_llm
-from tests.unit.llm.conftest import make_tokenizer
+from tests.unit.llm.conftest import make_tiny_llm
 
 
 def test_multi_task_mixing_on_real_files(shared_data):
@@ -46,20 +45,7 @@ def test_smollm2_lora_debug_run_learns_and_scores(shared_data, fpb_dev_rows, tmp
 
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tmp_path):
-    model_dir = tmp_path / "tiny"
-    tok = make_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    model_dir = make_tiny_llm(tmp_path / "tiny", num_hidden_layers=2)
     data = tmp_path / "fpb.jsonl"
     rows = [("profit rose", "positive"), ("sales fell", "negative"), ("sales were flat", "neutral")] * 16
     data.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))

@@ -41,15 +41,14 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return make_tokenizer()
 
 
-@pytest.fixture(scope="session")
-def tiny_llm_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_llm")
+def make_tiny_llm(folder, num_hidden_layers: int = 3):
+    """Save a tiny random Llama and the word-level tokenizer into `folder`."""
     tok = make_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=3,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
@@ -62,6 +61,11 @@ def tiny_llm_dir(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory):
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))
 
 
 @pytest.fixture
