@@ -91,6 +91,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
         if args.system_prompt is not None
         else run.get("system_prompt", defaults.system_prompt),
         "max_length": args.max_length or run.get("max_seq_length", 2048),
+        # a train-only task is scored on the slice the run held out: same seed and size
+        "seed": run.get("seed", defaults.seed),
+        "eval_limit": run.get("eval_limit", defaults.eval_limit),
     }
     model, tokenizer = load_causal_lm(args.model or (None if args.adapter else "smollm2"), adapter=args.adapter)
     return model, tokenizer, settings
@@ -128,14 +131,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from fintune.data.tasks import get_task
-    from fintune.llm.data import task_examples
+    from fintune.llm.data import evaluation_examples, task_examples
     from fintune.llm.evaluate import evaluate_examples
 
     task = get_task(args.task)
-    split = "dev" if "dev" in task.splits else "train"
-    examples = task_examples(task, args.data, split, skip_invalid=args.skip_invalid)
-    chosen = examples.examples[: args.limit] if args.limit else examples.examples
     model, tokenizer, settings = _load(args)
+    if args.data:
+        examples = task_examples(task, args.data, "dev", skip_invalid=args.skip_invalid)
+    else:
+        examples = evaluation_examples(task, None, settings["seed"], settings["eval_limit"])
+        console.print(f"scoring {len(examples.examples)} examples from {examples.source}")
+    chosen = examples.examples[: args.limit] if args.limit else examples.examples
     result = evaluate_examples(
         model, tokenizer, chosen, examples.family, args.batch_size, settings["system_prompt"], settings["max_length"]
     )

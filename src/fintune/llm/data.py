@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 GENERIC_FORMATS = ("alpaca", "chat", "completion")
 QA_10K_INSTRUCTION = "Answer the question using only the passage from a 10-K filing."
 QA_10K_PASSAGE_CHARS = 2000  # passages are short; this only guards against a pathological one
+HOLDOUT_FRACTION = 0.05  # validation slice for tasks that ship only a train split
 
 
 @dataclass
@@ -89,6 +90,20 @@ def _generic_example(schema: str, row: dict[str, Any]) -> Example:
         raise ValueError("chat record has no user turn before its last assistant turn")
     history = tuple(dict(m) for m in messages[: users[-1]])
     return Example(messages[users[-1]]["content"], messages[last_answer]["content"], history=history)
+
+
+def evaluation_examples(task: FinancialTask | str, path: str | Path | None, seed: int, limit: int | None) -> ExampleSet:
+    """What `llm eval` scores: the dev split, or for a train-only task the slice training held out.
+
+    The held-out slice is drawn exactly as training draws it (same seed and size), so a tuned model
+    is never scored on examples it was trained on.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    if path or "dev" in task.splits:
+        return task_examples(task, path, "dev")
+    full = task_examples(task, None, "train")
+    _, held = holdout(full.examples, HOLDOUT_FRACTION, limit, seed)
+    return ExampleSet(full.name, full.family, held, len(held), f"{full.source} (held-out {len(held)}, seed {seed})")
 
 
 def holdout(

@@ -24,7 +24,7 @@ from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
 from fintune.config.schema import LLMRunConfig
 from fintune.data.tasks import get_task
 from fintune.llm import fast
-from fintune.llm.data import ExampleSet, file_examples, holdout, task_examples
+from fintune.llm.data import HOLDOUT_FRACTION, ExampleSet, file_examples, holdout, task_examples
 from fintune.llm.encode import encode_example
 from fintune.llm.methods import check_method_device, lora_config, quantization_config
 from fintune.llm.mixing import mix
@@ -34,7 +34,6 @@ from fintune.models.resolve import resolve_model
 log = logging.getLogger(__name__)
 
 DEBUG_EXAMPLES, DEBUG_STEPS, DEBUG_EVAL = 64, 8, 16
-HOLDOUT_FRACTION = 0.05  # validation slice for tasks that ship only a train split
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 
 from fintune.config.schema import LLMRunConfig
 from fintune.data.tasks import get_task
+from fintune.llm.data import evaluation_examples
 from fintune.llm.evaluate import evaluate_generation
 from fintune.llm.model import load_causal_lm
 from fintune.llm.train import load_train_data, train_llm
@@ -29,6 +30,17 @@ def test_multi_task_mixing_on_real_files(shared_data):
     assert set(data.eval) == {"fpb", "ner"} and all(data.eval.values())
     single = load_train_data(LLMRunConfig(task="formula"))
     assert any("held-out" in note for note in single.notes)  # formula ships only a train split
+
+
+def test_eval_of_a_train_only_task_scores_exactly_the_slice_training_held_out(shared_data):
+    cfg = LLMRunConfig(task="formula", eval_limit=32, seed=7)
+    data = load_train_data(cfg)
+    held = evaluation_examples("formula", None, cfg.seed, cfg.eval_limit)
+    trained = {e.prompt for _, e in data.train}
+    assert [e.prompt for e in held.examples] == [e.prompt for e in data.eval["formula"]]
+    assert len(held.examples) == 32 and not trained & {e.prompt for e in held.examples}
+    other_seed = evaluation_examples("formula", None, 8, 32)
+    assert {e.prompt for e in other_seed.examples} != {e.prompt for e in held.examples}
 
 
 @pytest.mark.slow
