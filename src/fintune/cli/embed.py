@@ -41,6 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_config_args(tu)
     tu.set_defaults(func=cmd_tune)
 
+    ex = esub.add_parser("export", help="ONNX export with pooling and normalisation in the graph (optionally int8)")
+    ex.add_argument("--model", default="minilm", help="alias, folder or hub id (default minilm)")
+    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("--quantize", choices=["int8"], help="int8 weights (dynamic quantisation, per channel)")
+    ex.add_argument("--output", required=True, help="folder for the export (written atomically)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    ex.set_defaults(func=cmd_export)
+
     tr = esub.add_parser("train", help="fine-tune an embedding model (flags > --config run > defaults)")
     tr.add_argument("--data", help="BEIR folder or a pairs/triplets/query-positive/documents/simple file")
     tr.add_argument("--model", help="base model: alias, folder or hub id (default minilm)")
@@ -87,6 +95,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         from fintune.embed.card import metrics_table
 
         console.print(metrics_table(result.before, result.after))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fintune.embed.export import export_onnx
+
+    result = export_onnx(args.model, args.output, quantize=args.quantize, overwrite=args.overwrite)
+    console.print(
+        f"exported [bold]{result.output}[/] ({result.quantize or 'fp32'}, {result.dimension} dims, "
+        f"{result.size_mb:.0f} MB) in {result.seconds:.0f} s; min cosine to the PyTorch model "
+        f"{result.min_cosine:.4f} on probe texts"
+    )
     return 0
 
 
