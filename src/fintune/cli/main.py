@@ -7,16 +7,25 @@ import logging
 import sys
 
 from fintune import __version__
-from fintune.cli import data, demo, embed, llm, models, validate
+from fintune.cli import data, demo, embed, llm, models, retrieval, validate
 from fintune.cli.output import err_console
 from fintune.config.files import ConfigError
 from fintune.data.errors import DataError
 from fintune.log import setup_logging
 from fintune.models.resolve import ModelNotFoundError
 from fintune.perf import keep_freed_memory
+from fintune.retrieval.catalog import StoreError
 
 # Errors a user can fix: one clear message, no traceback.
-USER_ERRORS = (DataError, ConfigError, ModelNotFoundError, FileNotFoundError, FileExistsError, ValueError)
+USER_ERRORS = (
+    DataError,
+    ConfigError,
+    ModelNotFoundError,
+    StoreError,
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fintune {__version__}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (models, data, validate, embed, llm, demo):
+    for module in (models, data, validate, embed, llm, retrieval, demo):
         module.add_parser(sub)
     return parser
 

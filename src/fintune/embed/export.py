@@ -22,6 +22,7 @@ from sentence_transformers import SentenceTransformer
 
 from fintune import __version__
 from fintune.artifacts import atomic_dir
+from fintune.models.resolve import model_key
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ class _SentenceEmbeddingGraph(torch.nn.Module):
         return torch.nn.functional.normalize(vectors, dim=-1) if self.normalize else vectors
 
 
-def export_onnx(
-    model: str, output: str | Path, quantize: Quantize = None, overwrite: bool = False
-) -> ExportResult:
+def export_onnx(model: str, output: str | Path, quantize: Quantize = None, overwrite: bool = False) -> ExportResult:
     """Write `output/` with model.onnx, the tokenizer and fintune_export.json, renamed into place only
     after the exported graph was checked against the PyTorch model on probe texts."""
     from fintune.embed.model import load_embedder
@@ -89,7 +88,7 @@ def export_onnx(
         st.tokenizer.save_pretrained(str(tmp))
         meta = {
             "format": "onnx",
-            "source_model": model,
+            "source_model": model_key(model),
             "quantize": quantize,
             "dimension": st.get_embedding_dimension(),
             "max_seq_length": st.max_seq_length,
@@ -114,7 +113,9 @@ def _export_graph(st: SentenceTransformer, path: Path) -> None:
             # attention traces to an additive mask (int8 MiniLM: 1.2-1.6x more tokens/s, same vectors).
             backbone.set_attn_implementation("eager")
     graph = _SentenceEmbeddingGraph(st).eval()
-    sample = st.tokenizer(["a short text", "a somewhat longer text to vary the shape"], padding=True, return_tensors="pt")
+    sample = st.tokenizer(
+        ["a short text", "a somewhat longer text to vary the shape"], padding=True, return_tensors="pt"
+    )
     args = (sample["input_ids"], sample["attention_mask"])
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about shape checks it turns into constants; they hold for every batch shape.

@@ -43,14 +43,12 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
 
     def __repr__(self) -> str:
         return f"OnnxEmbedder({self.folder}, quantize={self.meta.get('quantize')})"
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         return int(self.meta["dimension"])
 
     def encode(
@@ -85,11 +83,15 @@ class OnnxEmbedder:
         return self.encode(sentences, **kwargs)
 
     def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
-        dim = self.get_sentence_embedding_dimension()
+        dim = self.get_embedding_dimension()
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
         ids = self.tokenizer(
-            texts, truncation=True, max_length=self.max_seq_length, return_token_type_ids=False, return_attention_mask=False
+            texts,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_token_type_ids=False,
+            return_attention_mask=False,
         )["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = np.empty((len(texts), dim), dtype=np.float32)

@@ -40,6 +40,12 @@ def resolve_model(name: str) -> Path:
     return _from_hub(name)
 
 
+def model_key(name: str) -> str:
+    """How a model is recorded (collections, exports): aliases and hub ids as given, folders as absolute paths."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
 def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 

@@ -2,33 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from sentence_transformers import SentenceTransformer
-from transformers import BertConfig, BertModel
-
-from fintune.models.resolve import resolve_model
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    source = resolve_model("minilm")
-    for name in TOKENIZER_FILES:
-        shutil.copy(source / name, folder / name)
-    return folder
 
 
 @pytest.fixture

@@ -1,0 +1,234 @@
+"""`fintune index`, `fintune search`, `fintune ask`, `fintune collections`: thin wrappers over fintune.retrieval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fintune.cli.output import console
+
+DEFAULT_STORE = "fintune-store"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    ix = sub.add_parser("index", help="embed a corpus into a vector store (idempotent upserts, resumable)")
+    ix.add_argument("--model", default="minilm", help="embedding model: alias, folder, hub id or ONNX export")
+    ix.add_argument("--corpus", required=True, help="BEIR folder or JSONL/CSV/Parquet file with _id and text")
+    _store_args(ix)
+    ix.add_argument("--add-financial-prefix", action="store_true", help="prefix queries and passages by role")
+    ix.add_argument("--reembed", action="store_true", help="new model: build a new version, then switch to it")
+    ix.add_argument("--drop-old", action="store_true", help="with --reembed: drop the previous version after")
+    ix.add_argument("--batch-size", type=int, default=256, help="documents per embed + upsert round")
+    ix.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
+    ix.set_defaults(func=cmd_index)
+
+    se = sub.add_parser("search", help="nearest passages for a query (or a file of queries)")
+    _store_args(se)
+    se.add_argument("query", nargs="?", help="the question or search text")
+    se.add_argument("--queries", help="JSONL of {_id, text} or a BEIR folder: batch mode, JSONL out")
+    se.add_argument("--split", help="with a BEIR folder: only the queries judged in this split")
+    se.add_argument("--model", help="default: the model the collection was built with")
+    se.add_argument("-k", type=int, default=10)
+    se.add_argument("--filter", action="append", default=[], metavar="key=value", help="metadata equality, repeatable")
+    se.add_argument("--mmr", action="store_true", help="maximal marginal relevance: diverse results")
+    se.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    se.add_argument("--output", help="batch mode: write the JSONL here instead of standard output")
+    se.set_defaults(func=cmd_search)
+
+    ak = sub.add_parser("ask", help="answer a question from the collection with the local LLM, citing passages")
+    _store_args(ak)
+    ak.add_argument("question")
+    ak.add_argument("--llm", help="causal LM (default smollm2, or the adapter's base)")
+    ak.add_argument("--adapter", help="LoRA adapter folder for the LLM")
+    ak.add_argument("-k", type=int, default=4, help="passages given to the LLM")
+    ak.add_argument("--min-score", type=float, default=None, help="below this best cosine: no answer (0.3)")
+    ak.add_argument("--filter", action="append", default=[], metavar="key=value")
+    ak.add_argument("--json", action="store_true")
+    ak.set_defaults(func=cmd_ask)
+
+    co = sub.add_parser("collections", help="collections of a store: versions, models, aliases")
+    co.add_argument("--store", default=DEFAULT_STORE, help=f"folder, postgresql://... or hana://... ({DEFAULT_STORE})")
+    co.set_defaults(func=cmd_collections)
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", default=DEFAULT_STORE, help=f"folder (embedded), postgresql://... or hana://... ({DEFAULT_STORE})"
+    )
+    parser.add_argument("--collection", required=True, help="collection name (an alias of its live version)")
+
+
+def parse_filters(items: list[str]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--filter {item!r}: expected key=value")
+        out[key.strip()] = value
+    return out or None
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from fintune.retrieval.corpus import read_corpus
+    from fintune.retrieval.index import index_corpus
+    from fintune.retrieval.stores import open_store
+
+    corpus = read_corpus(args.corpus, skip_invalid=args.skip_invalid)
+    store = open_store(args.store)
+    try:
+        result = index_corpus(
+            store,
+            args.collection,
+            corpus,
+            model=args.model,
+            add_financial_prefix=args.add_financial_prefix,
+            reembed=args.reembed,
+            drop_old=args.drop_old,
+            batch_size=args.batch_size,
+        )
+    finally:
+        store.close()
+    console.print(
+        f"{result.collection} -> {result.physical} in {store.display}: {result.added} added, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {result.skipped_invalid} invalid skipped; {result.seconds:.1f} s "
+        f"({result.docs_per_s:.0f} docs/s embedded and stored); {result.index_note}"
+    )
+    if result.switched_from:
+        console.print(f"alias {result.collection} moved from {result.switched_from} to {result.physical}")
+    for note in result.notes:
+        console.print(f"  note: {note}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from fintune.retrieval.search import open_collection
+    from fintune.retrieval.stores import open_store
+
+    if bool(args.query) == bool(args.queries):
+        raise ValueError("give a query, or --queries FILE for batch mode")
+    filters = parse_filters(args.filter)
+    store = open_store(args.store)
+    try:
+        searcher = open_collection(store, args.collection, args.model)
+        if args.query:
+            hits = searcher.search([args.query], args.k, filters, args.mmr)[0]
+            _print_hits(args.query, hits, args.json)
+            return 0
+        ids, texts = read_queries(args.queries, args.split)
+        results = searcher.search(texts, args.k, filters, args.mmr)
+    finally:
+        store.close()
+    lines = [
+        json.dumps({"query_id": q, "results": [{"id": h.id, "score": round(h.score, 6)} for h in hits]}) + "\n"
+        for q, hits in zip(ids, results, strict=True)
+    ]
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text("".join(lines), encoding="utf-8")
+        console.print(f"{len(lines)} queries searched -> {args.output}")
+    else:
+        sys.stdout.writelines(lines)
+    return 0
+
+
+def read_queries(path: str, split: str | None) -> tuple[list[str], list[str]]:
+    """(ids, texts) from a JSONL of {_id, text} or a BEIR folder (optionally the queries judged in `split`)."""
+    from fintune.data.beir import is_beir_folder, load_beir
+    from fintune.data.errors import DataError, RecordError
+    from fintune.data.readers import read_rows
+
+    folder = Path(path)
+    if is_beir_folder(folder) and split:
+        data = load_beir(folder, split)
+        return list(data.queries), list(data.queries.values())
+    source = folder / "queries.jsonl" if is_beir_folder(folder) else folder
+    ids, texts, errors = [], [], []
+    for item in read_rows(source):
+        if isinstance(item, RecordError):
+            errors.append(item)
+            continue
+        rec = item.value
+        qid = rec.get("_id", rec.get("id")) if isinstance(rec, dict) else None
+        text = rec.get("text") if isinstance(rec, dict) else None
+        if qid is None or not isinstance(text, str) or not text.strip():
+            errors.append(RecordError(source, item.line, "_id" if qid is None else "text", "need _id and a text"))
+            continue
+        ids.append(str(qid))
+        texts.append(text)
+    if errors:
+        raise DataError(errors)
+    return ids, texts
+
+
+def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        rows = [{"id": h.id, "score": round(h.score, 6), "text": h.text, "metadata": h.metadata} for h in hits]
+        print(json.dumps({"query": query, "results": rows}, ensure_ascii=False, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"top {len(hits)} for: {query}")
+    for column in ("#", "id", "score", "passage"):
+        table.add_column(column)
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), h.id, f"{h.score:.3f}", h.text[:110] + ("…" if len(h.text) > 110 else ""))
+    console.print(table)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from fintune.retrieval.ask import MIN_SCORE, Answerer
+    from fintune.retrieval.search import open_collection
+    from fintune.retrieval.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        searcher = open_collection(store, args.collection)
+        answerer = Answerer(
+            searcher, llm=args.llm, adapter=args.adapter, k=args.k, min_score=args.min_score or MIN_SCORE
+        )
+        answer = answerer.ask(args.question, parse_filters(args.filter))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+        return 0
+    console.print(f"[bold]answer:[/] {answer.answer}", highlight=False)
+    if answer.citations:
+        how = "attributed by word overlap" if answer.attributed else "cited by the model"
+        console.print(f"sources ({how}): {', '.join(answer.citations)}")
+    for note in answer.notes:
+        console.print(f"  note: {note}")
+    console.print("passages: " + ", ".join(f"{h.id} ({h.score:.2f})" for h in answer.passages))
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from fintune.retrieval.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        infos = store.catalog.all()
+        live = {info.name: store.catalog.alias(info.logical) == info.name for info in infos}
+    finally:
+        store.close()
+    table = Table(title=f"collections in {store.display}")
+    for column in ("collection", "version", "live", "status", "documents", "model", "dims", "created"):
+        table.add_column(column)
+    for i in infos:
+        table.add_row(
+            i.logical,
+            i.name,
+            "yes" if live[i.name] else "",
+            i.status,
+            str(i.documents),
+            i.model,
+            str(i.dimension),
+            i.created,
+        )
+    console.print(table)
+    return 0

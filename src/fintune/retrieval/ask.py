@@ -1,0 +1,135 @@
+"""Answer a question from a collection: retrieve passages, let the local LLM answer from them, cite ids.
+
+Two guards keep answers honest: when even the best passage scores below `min_score` the question is
+declared unanswerable without asking the LLM, and the LLM is told to say so itself when the passages
+do not hold the answer. Citations are the passage ids the model wrote (only retrieved ids count); when
+it wrote none, the passages that contain most of the answer's words are named and marked as attributed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fintune.retrieval.search import Searcher
+from fintune.retrieval.stores.base import Hit
+
+NOT_FOUND = "The passages do not contain the answer."
+INSTRUCTION = (
+    "Answer the question using only the passages from 10-K filings. Cite the id of each passage you use in "
+    f"square brackets, like [d12]. If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
+)
+PASSAGE_CHARS = 1200  # per passage: four passages stay well inside SmolLM2's context
+MIN_SCORE = 0.3  # cosine; below it no passage is about the question (chosen on the 10-K dev set)
+ATTRIBUTION_OVERLAP = 0.5  # share of the answer's words a passage must contain to be named as its source
+WORD = re.compile(r"[A-Za-z0-9$%.,]+")
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    found: bool
+    citations: list[str]
+    attributed: bool  # citations inferred from word overlap, not written by the model
+    passages: list[Hit]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "found": self.found,
+            "citations": self.citations,
+            "citations_attributed": self.attributed,
+            "passages": [{"id": h.id, "score": round(h.score, 4)} for h in self.passages],
+            "notes": self.notes,
+        }
+
+
+def rag_prompt(question: str, passages: list[Hit]) -> str:
+    blocks = "\n".join(f"[{h.id}] {h.text[:PASSAGE_CHARS]}" for h in passages)
+    return f"Instruction: {INSTRUCTION}\nPassages:\n{blocks}\nQuestion: {question}\nAnswer:"
+
+
+def cited_ids(answer: str, passages: list[Hit]) -> list[str]:
+    known = {h.id for h in passages}
+    found = []
+    for group in re.findall(r"\[([^\[\]]+)\]", answer):
+        for token in re.split(r"[,\s]+", group):
+            if token in known and token not in found:
+                found.append(token)
+    return found
+
+
+def attribute(answer: str, passages: list[Hit]) -> list[str]:
+    """Passages that contain at least half of the answer's words (numbers included)."""
+    words = {w.strip(".,").lower() for w in WORD.findall(answer) if len(w.strip(".,")) > 2}
+    if not words:
+        return []
+    out = []
+    for hit in passages:
+        text = hit.text.lower()
+        if sum(w in text for w in words) / len(words) >= ATTRIBUTION_OVERLAP:
+            out.append(hit.id)
+    return out
+
+
+def says_not_found(answer: str) -> bool:
+    lowered = answer.lower()
+    return "do not contain the answer" in lowered or "does not contain the answer" in lowered
+
+
+class Answerer:
+    """Retrieval plus the local LLM (base or with a LoRA adapter), loaded once for many questions."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        llm: str | None = None,
+        adapter: str | None = None,
+        k: int = 4,
+        min_score: float = MIN_SCORE,
+        max_new_tokens: int = 96,
+        system_prompt: str | None = "You are a Professional financial assistant.",
+    ):
+        self.searcher = searcher
+        self.llm = llm if llm or adapter else "smollm2"  # with only an adapter: the adapter's base model
+        self.adapter = adapter
+        self.k, self.min_score, self.max_new_tokens = k, min_score, max_new_tokens
+        self.system_prompt = system_prompt
+        self._model: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            from fintune.llm.model import load_causal_lm
+
+            self._model = load_causal_lm(self.llm, adapter=self.adapter)
+        return self._model
+
+    def ask(self, question: str, filter: dict[str, Any] | None = None) -> Answer:
+        hits = self.searcher.search([question], self.k, filter)[0]
+        if not hits or hits[0].score < self.min_score:
+            best = f"{hits[0].score:.2f}" if hits else "none"
+            note = f"best passage score {best} is below {self.min_score}: no passage is about this question"
+            return Answer(question, NOT_FOUND, False, [], False, hits, [note])
+        from fintune.llm.encode import encode_prompt
+        from fintune.llm.generate import generate_batched
+        from fintune.llm.prompts import Example
+
+        model, tokenizer = self._load()
+        budget = 4096 - self.max_new_tokens
+        ids, truncated = encode_prompt(tokenizer, Example(rag_prompt(question, hits), ""), self.system_prompt, budget)
+        text = generate_batched(model, tokenizer, [ids], self.max_new_tokens, 1, progress=False).answers[0]
+        notes = ["the prompt was truncated to fit the context"] if truncated else []
+        if says_not_found(text):
+            return Answer(question, NOT_FOUND, False, [], False, hits, notes)
+        citations, attributed = cited_ids(text, hits), False
+        if not citations:
+            citations, attributed = attribute(text, hits), True
+            notes.append(
+                "the model cited no passage id; "
+                + ("sources found by word overlap" if citations else "no passage contains the answer's words")
+            )
+        return Answer(question, text, True, citations, attributed, hits, notes)
