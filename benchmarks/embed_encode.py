@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_line, median, peak_rss_mb  # noqa: E402
+from common import machine_line, median, peak_rss_mb
 
 
 def main() -> None:

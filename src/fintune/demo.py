@@ -83,3 +83,40 @@ def tuned_classification(
         f"smollm2 + LoRA ({output})", f"{task.name} dev (tuned)", {k: scored.metrics[k] for k in CLASSIFICATION_KEYS}
     )
     return row, result.train_seconds
+
+
+@dataclass
+class RagDemo:
+    export: str
+    index: object  # fintune.retrieval.index.IndexResult
+    question: str
+    judged: list[str]
+    hits: list
+    answer: object  # fintune.retrieval.ask.Answer
+
+
+def rag_demo(model: str, store_dir: str = "runs/demo-store", collection: str = "tenk") -> RagDemo:
+    """The tuned model, exported to int8 ONNX, indexes the whole 10-K corpus in the embedded store;
+    one dev question is searched and answered by SmolLM2 from the retrieved passages."""
+    from fintune.embed.export import export_onnx
+    from fintune.retrieval.ask import Answerer
+    from fintune.retrieval.corpus import read_corpus
+    from fintune.retrieval.index import index_corpus
+    from fintune.retrieval.search import open_collection
+    from fintune.retrieval.stores.embedded import EmbeddedStore
+
+    task = get_task("financial_qa_10k")
+    export = f"{store_dir}-model-int8"
+    export_onnx(model, export, quantize="int8", overwrite=True)
+    corpus = read_corpus(task.path("dev"), skip_invalid=True)  # the shared corpus has one empty passage
+    store = EmbeddedStore(store_dir)
+    try:
+        result = index_corpus(store, collection, corpus, model=export, reembed=True, drop_old=True)
+        dev = load_beir(task.path("dev"), "dev")
+        qid = next(iter(dev.queries))
+        searcher = open_collection(store, collection)
+        hits = searcher.search([dev.queries[qid]], k=5)[0]
+        answer = Answerer(searcher).ask(dev.queries[qid])
+    finally:
+        store.close()
+    return RagDemo(export, result, dev.queries[qid], list(dev.qrels[qid]), hits, answer)

@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--skip-training", action="store_true", help="only score the defaults as they are")
     demo.add_argument("--output", default="runs/demo-minilm", help="where the tuned embedding model goes")
     demo.add_argument("--llm-output", default="runs/demo-smollm2-fpb", help="where the fpb LoRA adapter goes")
+    demo.add_argument("--store", default="runs/demo-store", help="embedded vector store for the search + answer step")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -23,6 +24,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fintune.demo import (
         baseline_classification,
         baseline_retrieval,
+        rag_demo,
         retrieval_row,
         tuned_classification,
         tuned_retrieval,
@@ -62,5 +64,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"tuned model: {result.output}")
     if lora_seconds is not None:
         console.print(f"fpb LoRA adapter ({args.llm_output}) trained in {lora_seconds:.0f} s")
+    _print_rag(rag_demo("minilm" if tuned is None else str(tuned[0].output), args.store))
     console.print(f"demo took {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _print_rag(demo) -> None:
+    ix = demo.index
+    console.print(
+        f"\n[bold]search and answer[/]: {ix.added + ix.updated + ix.unchanged} passages indexed into "
+        f"{ix.physical} with {demo.export} (int8 ONNX) in {ix.seconds:.0f} s ({ix.index_note})"
+    )
+    console.print(f"question: {demo.question}")
+    for rank, hit in enumerate(demo.hits, 1):
+        mark = "  <- judged relevant" if hit.id in demo.judged else ""
+        console.print(f"  {rank}. {hit.id} ({hit.score:.3f}) {hit.text[:90]}{mark}", highlight=False)
+    answer = demo.answer
+    console.print(f"answer (smollm2): {answer.answer}", highlight=False)
+    if answer.citations:
+        how = "attributed by word overlap" if answer.attributed else "cited by the model"
+        console.print(f"sources ({how}): {', '.join(answer.citations)}")

@@ -144,6 +144,12 @@ class LLMRunConfig(RunBase):
     mixing: Literal["balanced", "proportional", "weighted", "temperature"] = "proportional"
     mixing_temperature: float = Field(2.0, gt=0)
     eval_limit: int | None = Field(128, ge=1)  # validation examples per task for the per-epoch loss (~25 s on fpb)
+    eval_each_epoch: bool = True  # per-epoch validation loss; off skips it (benchmarks, quick runs)
+    # Padding-free batches (one flattened sequence, position ids reset per example, no cross-example
+    # attention). Off by default: without FlashAttention's variable-length kernels (CUDA only) the block
+    # mask makes attention quadratic in the whole batch, which costs more than the little padding that
+    # length-grouped batches leave (measured in benchmarks/llm_train.py). Turn on with flash-attn on a GPU.
+    padding_free: bool = False
     max_train_examples: int | None = Field(None, ge=1)
     debug: bool = False  # a small slice: 64 examples, 8 steps, 16 validation records
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list)

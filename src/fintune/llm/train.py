@@ -133,7 +133,7 @@ def train_llm(
     data = load_train_data(cfg, skip_invalid)  # before the model: bad data fails in seconds
     model, tokenizer, dtype = load_base(cfg, device)
     train_ds, truncated = encode_all(tokenizer, [e for _, e in data.train], cfg)
-    eval_ds = {name: encode_all(tokenizer, ex, cfg)[0] for name, ex in data.eval.items() if ex}
+    eval_ds = {name: encode_all(tokenizer, ex, cfg)[0] for name, ex in data.eval.items() if ex and cfg.eval_each_epoch}
     notes = list(data.notes)
     if truncated:
         notes.append(
@@ -206,6 +206,7 @@ def _sft_args(cfg: LLMRunConfig, work: Path, device: str, dtype: torch.dtype, ha
         completion_only_loss=True,
         max_length=None,  # encode_example already fits each example (truncating the prompt, not the answer)
         train_sampling_strategy="group_by_length",  # little padding without packing
+        padding_free=cfg.padding_free,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=False,
