@@ -37,6 +37,9 @@ test-fast: install
 # Speed benchmarks: figures and ratios printed side by side, never pass/fail.
 bench: install
 	$(BIN)/python benchmarks/embed_train.py
+	$(BIN)/python benchmarks/embed_encode.py
+	$(BIN)/python benchmarks/llm_train.py
+	$(BIN)/python benchmarks/vector_store.py
 
 format: install
 	$(BIN)/ruff format src tests benchmarks

@@ -15,6 +15,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_line, peak_rss_mb
 
 VARIANTS = ("plain", "fintune")
 
@@ -63,19 +67,20 @@ def run_variant(variant: str, steps: int) -> dict:
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"variant": variant, "steps": steps, "seconds": seconds, "pairs_per_s": steps * 32 / seconds}
-
-
-def matmul_gflops(dtype_name: str, n: int = 1024, repeat: int = 10) -> float:
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    return 2 * n**3 * repeat / (time.perf_counter() - start) / 1e9
+    tokenizer = model.tokenizer
+    sample = pairs[: steps * 32]
+    lengths = tokenizer([t for pair in sample for t in pair], truncation=True, max_length=model.max_seq_length)
+    tokens_per_pair = sum(len(x) for x in lengths["input_ids"]) / len(sample)
+    encoder = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    return {
+        "tokens_per_pair": tokens_per_pair,
+        "encoder_params": encoder,
+        "variant": variant,
+        "steps": steps,
+        "seconds": seconds,
+        "pairs_per_s": steps * 32 / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main() -> None:
@@ -87,7 +92,10 @@ def main() -> None:
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.steps)))
         return
-    print(f"matmul fp32 {matmul_gflops('float32'):.0f} GFLOP/s, bf16 {matmul_gflops('bfloat16'):.0f} GFLOP/s")
+    print(machine_line())
+    from common import matmul_gflops
+
+    peak = matmul_gflops("float32") * 1e9
     results: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for round_ in range(args.rounds):
         for variant in VARIANTS:
@@ -99,7 +107,12 @@ def main() -> None:
             )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results[variant].append(row["pairs_per_s"])
-            print(f"round {round_ + 1} {variant:>8}: {row['pairs_per_s']:.1f} pairs/s ({row['seconds']:.0f} s)")
+            # 6 FLOPs per parameter and token (forward + backward), encoder weights only (embeddings are lookups)
+            mfu = 6 * row["encoder_params"] * row["tokens_per_pair"] * row["pairs_per_s"] / peak
+            print(
+                f"round {round_ + 1} {variant:>8}: {row['pairs_per_s']:.1f} pairs/s ({row['seconds']:.0f} s, "
+                f"MFU {mfu:.1%} of the fp32 matmul peak, peak {row['peak_rss_mb']:.0f} MB)"
+            )
     plain, fast = statistics.median(results["plain"]), statistics.median(results["fintune"])
     print(f"median pairs/s: plain sentence-transformers {plain:.1f}, fintune {fast:.1f}, ratio {fast / plain:.2f}x")
 

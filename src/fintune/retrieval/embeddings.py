@@ -47,21 +47,19 @@ class FinancialEmbeddings(Embeddings):
         return int(self.model.get_embedding_dimension())
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if self.add_financial_prefix:
-            texts = [DOCUMENT_PREFIX + t for t in texts]
-        vectors = self.model.encode_document(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=self.show_progress
-        )
-        return vectors.tolist()
+        return self._encode(self.model.encode_document, DOCUMENT_PREFIX, texts)
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_queries([text])[0]
 
     def embed_queries(self, texts: list[str]) -> list[list[float]]:
         """Many queries in one batched call (LangChain's interface has only the single-query form)."""
+        return self._encode(self.model.encode_query, QUERY_PREFIX, texts)
+
+    def _encode(self, encode: Any, prefix: str, texts: list[str]) -> list[list[float]]:
         if self.add_financial_prefix:
-            texts = [QUERY_PREFIX + t for t in texts]
-        vectors = self.model.encode_query(
+            texts = [prefix + t for t in texts]
+        vectors = encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=self.show_progress
         )
         return vectors.tolist()
