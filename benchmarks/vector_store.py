@@ -163,11 +163,13 @@ def main() -> None:
                 sys.path.insert(0, str(Path(__file__).parent.parent))
                 from tests import pg_local
 
-                url = pg_local.start(tmp / "pg")
+                pg_dir = Path(tempfile.mkdtemp(prefix="fintune-bench-pg-"))  # the server's user must enter it
+                url = pg_local.start(pg_dir)
                 try:
                     results.append(bench_store(kind, url, ids, texts, meta, vectors, queries, exact))
                 finally:
-                    pg_local.stop(tmp / "pg")
+                    pg_local.stop(pg_dir)
+                    shutil.rmtree(pg_dir, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         print(json.dumps(results[-1]))

@@ -58,6 +58,8 @@ def start(folder: str | Path) -> str:
         (folder / "pw").write_text(password)
         state = {"password": password}
     as_user = _run_as()
+    if as_user and not all(p.stat().st_mode & 0o001 for p in folder.parents):
+        raise RuntimeError(f"{folder}: every folder above it must be enterable by 'nobody' (use one under /tmp)")
     if as_user:
         for path in [folder, *folder.rglob("*")]:
             os.chown(path, as_user["user"], as_user["group"])
