@@ -107,7 +107,8 @@ def main() -> None:
             )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results[variant].append(row["pairs_per_s"])
-            # 6 FLOPs per parameter and token (forward + backward), encoder weights only (embeddings are lookups)
+            # 6 FLOPs per encoder parameter and token (forward + backward; embeddings are lookups): an estimate
+            # that over-counts fintune, whose frozen lower layers skip most of their backward
             mfu = 6 * row["encoder_params"] * row["tokens_per_pair"] * row["pairs_per_s"] / peak
             print(
                 f"round {round_ + 1} {variant:>8}: {row['pairs_per_s']:.1f} pairs/s ({row['seconds']:.0f} s, "
