@@ -135,32 +135,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def read_queries(path: str, split: str | None) -> tuple[list[str], list[str]]:
-    """(ids, texts) from a JSONL of {_id, text} or a BEIR folder (optionally the queries judged in `split`)."""
+    """(ids, texts) from a JSONL of {_id, text} or a BEIR folder (optionally the queries judged in `split`).
+
+    A query file has the corpus reader's shape (id + text), so it is read and checked by that reader."""
     from fintune.data.beir import is_beir_folder, load_beir
-    from fintune.data.errors import DataError, RecordError
-    from fintune.data.readers import read_rows
+    from fintune.retrieval.corpus import read_corpus
 
     folder = Path(path)
     if is_beir_folder(folder) and split:
         data = load_beir(folder, split)
         return list(data.queries), list(data.queries.values())
-    source = folder / "queries.jsonl" if is_beir_folder(folder) else folder
-    ids, texts, errors = [], [], []
-    for item in read_rows(source):
-        if isinstance(item, RecordError):
-            errors.append(item)
-            continue
-        rec = item.value
-        qid = rec.get("_id", rec.get("id")) if isinstance(rec, dict) else None
-        text = rec.get("text") if isinstance(rec, dict) else None
-        if qid is None or not isinstance(text, str) or not text.strip():
-            errors.append(RecordError(source, item.line, "_id" if qid is None else "text", "need _id and a text"))
-            continue
-        ids.append(str(qid))
-        texts.append(text)
-    if errors:
-        raise DataError(errors)
-    return ids, texts
+    queries = read_corpus(folder / "queries.jsonl" if is_beir_folder(folder) else folder)
+    return [q.id for q in queries.docs], [q.text for q in queries.docs]
 
 
 def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:

@@ -95,12 +95,7 @@ class Catalog:
         self.conn.commit()
 
     def _execute(self, statement: str, params: tuple = ()) -> list[tuple]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(self.dialect.sql(statement), params)
-            return list(cur.fetchall()) if cur.description else []
-        finally:
-            cur.close()
+        return execute(self.conn, self.dialect.sql(statement), params)
 
     def _info(self, row: tuple) -> CollectionInfo:
         name, logical, version, model, dim, prefix, status, created, docs, fields = row
@@ -183,6 +178,16 @@ class Catalog:
     def remove(self, name: str) -> None:
         self._execute("DELETE FROM fintune_collections WHERE name = ?", (name,))
         self.conn.commit()
+
+
+def execute(conn: Any, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run one parameterised statement on a DB-API connection; its rows, if it returns any."""
+    cur = conn.cursor()
+    try:
+        cur.execute(statement, params)
+        return list(cur.fetchall()) if cur.description else []
+    finally:
+        cur.close()
 
 
 def now() -> str:

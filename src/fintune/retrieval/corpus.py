@@ -75,7 +75,7 @@ def read_corpus(path: str | Path, skip_invalid: bool = False) -> Corpus:
     if corpus.errors:
         log.warning("%s: %s", source, summarize_skips(corpus.errors))
     if not corpus.docs:
-        raise DataError([RecordError(source, 1, None, "no documents to index")])
+        raise DataError([RecordError(source, 1, None, "no records with an id and a text")])
     return corpus
 
 

@@ -58,6 +58,7 @@ class EmbeddedStore(Store):
         self._sqlite = sqlite3.connect(str(self.folder / CATALOG_FILE), timeout=30)
         self.catalog = Catalog(self._sqlite, SQLITE, self._catalog_table_exists)
         self._tables: dict[str, Any] = {}
+        self._indexed: dict[str, bool] = {}  # per table: listing indices on every search cost a round trip
 
     def _catalog_table_exists(self, table: str) -> bool:
         rows = self._sqlite.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
@@ -78,27 +79,36 @@ class EmbeddedStore(Store):
     def create_collection(self, info: CollectionInfo) -> None:
         self.db.create_table(info.name, schema=_schema(info.dimension, info.metadata_fields), exist_ok=True)
 
+    def indexed(self, name: str) -> bool:
+        if name not in self._indexed:
+            self._indexed[name] = _has_vector_index(self.table(name))
+        return self._indexed[name]
+
     def drop_collection(self, name: str) -> None:
         self._tables.pop(name, None)
+        self._indexed.pop(name, None)
         self.db.drop_table(name)
 
     def count(self, name: str) -> int:
         return int(self.table(name).count_rows())
 
-    def hashes(self, name: str, ids: list[str]) -> dict[str, str]:
+    def rows_by_id(self, name: str, ids: list[str], columns: list[str]) -> pa.Table:
+        """The stored rows among `ids` (a filter-only scan, no vector search)."""
         from lancedb.expr import col
 
+        return self.table(name).search().where(col("id").isin(list(ids))).select(columns).limit(len(ids)).to_arrow()
+
+    def hashes(self, name: str, ids: list[str]) -> dict[str, str]:
         if not ids:
             return {}
-        found = self.table(name).search().where(col("id").isin(ids)).select(["id", "hash"]).limit(len(ids))
-        arrow = found.to_arrow()
+        arrow = self.rows_by_id(name, ids, ["id", "hash"])
         return dict(zip(arrow["id"].to_pylist(), arrow["hash"].to_pylist(), strict=True))
 
     def upsert(self, name: str, rows: list[Row]) -> None:
         if not rows:
             return
         table = self.table(name)
-        fields = [f.name[len(META_PREFIX) :] for f in table.schema if f.name.startswith(META_PREFIX)]
+        fields = _metadata_fields(table)
         dim = table.schema.field("vector").type.list_size
         columns: dict[str, Any] = {
             "id": [r.id for r in rows],
@@ -120,12 +130,13 @@ class EmbeddedStore(Store):
 
         table = self.table(name)
         rows = table.count_rows()
-        if _has_vector_index(table):
+        if self.indexed(name):
             table.optimize()  # folds rows added since the index was built into it
             return f"HNSW-SQ index refreshed ({rows} rows)"
         if rows < INDEX_MIN_ROWS:
             return f"exact search ({rows} rows, index from {INDEX_MIN_ROWS})"
         table.create_index("vector", config=HnswSq(distance_type="cosine", num_partitions=1))
+        self._indexed[name] = True
         return f"HNSW-SQ index built ({rows} rows)"
 
     def candidates(
@@ -133,7 +144,7 @@ class EmbeddedStore(Store):
     ) -> list[Hit]:
         table = self.table(name)
         query = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
-        if _has_vector_index(table):
+        if self.indexed(name):
             query = query.ef(max(HNSW_EF, 2 * k)).refine_factor(REFINE_FACTOR)
         if filter:
             query = query.where(self._filter_expr(table, filter), prefilter=True)
@@ -155,7 +166,7 @@ class EmbeddedStore(Store):
     def _filter_expr(self, table: Any, filter: dict[str, Any]) -> Any:
         from lancedb.expr import col, lit
 
-        filterable = [f.name[len(META_PREFIX) :] for f in table.schema if f.name.startswith(META_PREFIX)]
+        filterable = _metadata_fields(table)
         expr = None
         for key, value in filter.items():
             if key not in filterable:
@@ -169,6 +180,11 @@ class EmbeddedStore(Store):
 
     def close(self) -> None:
         self._sqlite.close()
+
+
+def _metadata_fields(table: Any) -> list[str]:
+    """The metadata fields that have a column of their own (filterable) in this collection."""
+    return [f.name[len(META_PREFIX) :] for f in table.schema if f.name.startswith(META_PREFIX)]
 
 
 def _has_vector_index(table: Any) -> bool:
@@ -253,16 +269,7 @@ class LanceVectorStore(VectorStore):
         return self.max_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, **kwargs)
 
     def get_by_ids(self, ids: list[str], /) -> list[Document]:
-        from lancedb.expr import col
-
-        arrow = (
-            self.store.table(self.name)
-            .search()
-            .where(col("id").isin(list(ids)))
-            .select(["id", "text", "metadata"])
-            .limit(len(ids))
-            .to_arrow()
-        )
+        arrow = self.store.rows_by_id(self.name, list(ids), ["id", "text", "metadata"])
         return [
             Document(id=i, page_content=t, metadata=json.loads(m or "{}"))
             for i, t, m in zip(

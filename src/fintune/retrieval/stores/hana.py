@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from fintune.retrieval.catalog import HANA, Catalog, CollectionInfo, StoreError
+from fintune.retrieval.catalog import HANA, Catalog, CollectionInfo, StoreError, execute
 from fintune.retrieval.stores.base import Hit, Row, Store, VectorsGiven
 
 ID_COLUMN, HASH_COLUMN = "fintune_id", "fintune_hash"
@@ -92,12 +92,7 @@ class HanaStore(Store):
         return f"hana://{self.settings.user}@{self.settings.host}:{self.settings.port}{schema}"
 
     def _execute(self, statement: str, params: tuple = ()) -> list[tuple]:
-        cur = self.conn.cursor()
-        try:
-            cur.execute(statement, params)
-            return list(cur.fetchall()) if cur.description else []
-        finally:
-            cur.close()
+        return execute(self.conn, statement, params)
 
     def _table_exists(self, table: str) -> bool:
         # unquoted catalog tables are stored upper-case; collection tables are quoted as written
