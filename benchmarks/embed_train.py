@@ -1,8 +1,12 @@
 """Embedding training speed: plain sentence-transformers defaults vs fintune's recipe, side by side.
 
 Both train all-MiniLM-L6-v2 with MNRL on the same (query, passage) pairs of the shared 10-K QA train
-split, batch 32, for the same number of steps; each run is a fresh process (fintune's allocator
-setting is process-wide), alternating plain/fintune, and the medians are compared.
+split, batch 32, for the same number of steps. The fintune side is the library's own recipe
+(`prepare_training` + `run_training`, what `fintune embed train` runs) with one change, the fixed
+number of steps, and without hard negatives, so both sides train on the same pairs; its examples and
+seconds are the recipe's clock (examples that reached a training step; the final checkpoint write
+included). Each run is a fresh process (fintune's allocator setting is process-wide), alternating
+plain/fintune, and the medians are compared.
 
     .venv/bin/python benchmarks/embed_train.py [--steps 30] [--rounds 2]
 """
@@ -14,6 +18,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,45 +26,69 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_line, peak_rss_mb
 
 VARIANTS = ("plain", "fintune")
+BATCH = 32
 
 
 def run_variant(variant: str, steps: int) -> dict:
     """One timed training run in this process (called in a subprocess by main)."""
-    if variant == "fintune":
-        from fintune.perf import keep_freed_memory
-
-        keep_freed_memory()
     import torch
-    from datasets import Dataset
+
+    from fintune.data.tasks import get_task
+
+    torch.manual_seed(0)
+    data = get_task("financial_qa_10k").path("train")
+    model, dataset, examples, seconds = (_fintune if variant == "fintune" else _plain)(data, steps)
+    sample = dataset.select(range(min(len(dataset), steps * BATCH)))
+    texts = [t for column in ("anchor", "positive") for t in sample[column]]
+    lengths = model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]
+    encoder = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    return {
+        "tokens_per_pair": sum(len(x) for x in lengths) / len(sample),
+        "encoder_params": encoder,
+        "variant": variant,
+        "steps": steps,
+        "examples": examples,
+        "seconds": seconds,
+        "pairs_per_s": examples / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _fintune(data: Path, steps: int) -> tuple:
+    """The recipe as `fintune embed train` runs it (the CLI sets the allocator at start-up, as here)."""
+    from fintune.config.schema import EmbedRunConfig
+    from fintune.embed.train import prepare_training, run_training
+    from fintune.perf import keep_freed_memory
+
+    keep_freed_memory()
+    config = EmbedRunConfig(model="minilm", data=str(data), batch_size=BATCH, hard_negatives=0)
+    with tempfile.TemporaryDirectory(prefix="fintune-bench-embed-") as tmp:
+        setup = prepare_training(config, Path(tmp) / "model", use_gpu=False, evaluate=False)
+        setup.trainer.args.max_steps = steps  # the one change to the recipe
+        result = run_training(setup, resume=False)
+    return setup.model, setup.data.dataset, result.examples, result.train_seconds
+
+
+def _plain(data: Path, steps: int) -> tuple:
+    """sentence-transformers' Trainer with its defaults on the same pairs."""
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Args
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from fintune.data.beir import load_beir
-    from fintune.data.tasks import get_task
-    from fintune.embed.freezing import freeze_layers
-    from fintune.embed.sampler import LengthBucketBatchSampler
+    from fintune.embed.examples import load_training_data
     from fintune.models.resolve import resolve_model
 
-    torch.manual_seed(0)
-    data = load_beir(get_task("financial_qa_10k").path("train"), "train")
-    pairs = [(data.queries[q], data.doc_text(d)) for q, rel in data.qrels.items() for d in rel]
-    dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
+    dataset = load_training_data(data).dataset
     model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
-    extra = {}
-    if variant == "fintune":
-        freeze_layers(model, 2)
-        extra["batch_sampler"] = LengthBucketBatchSampler
     args = Args(
         output_dir="/tmp/fintune-bench-embed",
-        per_device_train_batch_size=32,
+        per_device_train_batch_size=BATCH,
         max_steps=steps,
         use_cpu=True,
         report_to="none",
         save_strategy="no",
         logging_steps=1000,
         disable_tqdm=True,
-        **extra,
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
@@ -67,20 +96,7 @@ def run_variant(variant: str, steps: int) -> dict:
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    tokenizer = model.tokenizer
-    sample = pairs[: steps * 32]
-    lengths = tokenizer([t for pair in sample for t in pair], truncation=True, max_length=model.max_seq_length)
-    tokens_per_pair = sum(len(x) for x in lengths["input_ids"]) / len(sample)
-    encoder = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
-    return {
-        "tokens_per_pair": tokens_per_pair,
-        "encoder_params": encoder,
-        "variant": variant,
-        "steps": steps,
-        "seconds": seconds,
-        "pairs_per_s": steps * 32 / seconds,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return model, dataset, steps * BATCH, seconds  # every batch is full: steps * 32 < the split's pairs
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fintune.errors import OutputExistsError
+
 
 @contextmanager
 def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
@@ -19,7 +21,7 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = False) -> It
     """
     target = Path(target)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; choose another output or allow overwriting")
+        raise OutputExistsError(f"{target} already exists; choose another output or allow overwriting")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder

@@ -46,6 +46,9 @@ def tuned_retrieval(output: str = "runs/demo-minilm", model: str = "minilm"):
     config = EmbedRunConfig(model=model, data=str(task.path("train")), output=output)
     result = train_embedder(config, overwrite=True)
     data = load_beir(task.path("dev"), "dev")
+    # evaluate=True on a BEIR folder with a dev split: train_embedder scored both models
+    if result.before_result is None or result.after_result is None:
+        raise RuntimeError(f"{task.name}: no before/after scores on the dev split")
     comparison = compare_results(model, output, data, result.before_result, result.after_result)
     return result, comparison
 

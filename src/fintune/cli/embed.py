@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fintune.cli.output import console, fmt, write_json
-from fintune.cli.runs import add_run_config_args, run_config_from_args
+from fintune.cli.runs import add_train_flags, run_config_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,14 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cp.set_defaults(func=cmd_compare)
 
     tu = esub.add_parser("tune", help="hyperparameter search with Optuna over the run config's search_space")
-    tu.add_argument("--data", help="BEIR folder with train and dev qrels")
-    tu.add_argument("--model", help="base model (default minilm)")
-    tu.add_argument("--output", help="folder for the best model")
     tu.add_argument("--trials", type=int, default=10, help="total trials in the study (resumed ones count)")
     tu.add_argument("--study", default="sqlite:///fintune-study.db", help="Optuna storage URL")
     tu.add_argument("--study-name", help="default: fintune-<output name>")
     tu.add_argument("--metric", default="ndcg@10", help="dev metric to maximise")
-    add_run_config_args(tu)
+    add_train_flags(tu, "embed")  # --data: a BEIR folder with train and dev qrels; --output: the best model
     tu.set_defaults(func=cmd_tune)
 
     ex = esub.add_parser("export", help="ONNX export with pooling and normalisation in the graph (optionally int8)")
@@ -50,34 +47,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_export)
 
     tr = esub.add_parser("train", help="fine-tune an embedding model (flags > --config run > defaults)")
-    tr.add_argument("--data", help="BEIR folder or a pairs/triplets/query-positive/documents/simple file")
-    tr.add_argument("--model", help="base model: alias, folder or hub id (default minilm)")
-    tr.add_argument("--output", help="folder for the tuned model (written atomically)")
-    tr.add_argument("--loss", help="mnrl, cached-mnrl, cosent, cosine, triplet, contrastive, margin-ranking")
-    tr.add_argument("--epochs", type=float)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float, help="learning rate")
-    add_run_config_args(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tr.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
     tr.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     tr.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
+    add_train_flags(tr, "embed")
     tr.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fintune.embed.train import train_embedder
 
-    flags = {
-        "data": args.data,
-        "model": args.model,
-        "output": args.output,
-        "loss": args.loss,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-    }
-    config = run_config_from_args(args, flags, pipeline="embed")
+    config = run_config_from_args(args, "embed")
     result = train_embedder(
         config,
         resume=not args.no_resume,
@@ -133,7 +114,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from fintune.embed.tune import tune
 
-    config = run_config_from_args(args, {"data": args.data, "model": args.model, "output": args.output}, "embed")
+    config = run_config_from_args(args, "embed")
     result = tune(config, args.trials, args.study, args.study_name, args.metric)
     keys = sorted({k for row in result.table for k in row} - {"trial", "state", "value"})
     table = Table(title=f"trials (dev {args.metric}, sampled corpus)")

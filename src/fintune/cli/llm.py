@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fintune.cli.output import console, fmt, write_json
-from fintune.cli.runs import add_run_config_args, run_config_from_args
+from fintune.cli.runs import add_train_flags, run_config_from_args
+from fintune.config.schema import LLM_MAX_SEQ_LENGTH, LLMRunConfig
 from fintune.data.tasks import TASKS
+from fintune.errors import UsageError
 
-METHOD_CHOICES = ("lora", "qlora", "dora", "rslora", "pissa", "loftq")
+if TYPE_CHECKING:
+    from fintune.llm.inference import InferenceSettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,20 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lsub = llm.add_subparsers(dest="llm_cmd", required=True)
 
     tr = lsub.add_parser("train", help="LoRA-family fine-tuning from a named run or flags")
-    add_run_config_args(tr)
-    tr.add_argument("--task", help=f"registry task ({', '.join(sorted(TASKS))})")
-    tr.add_argument("--data", help="training file (default: the task's train split)")
-    tr.add_argument("--model", help="base model: alias, folder or hub id (default smollm2)")
-    tr.add_argument("--output", help="adapter folder (written atomically)")
-    tr.add_argument("--method", help=f"one of {', '.join(METHOD_CHOICES)}")
-    tr.add_argument("--epochs", type=float)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float, help="learning rate")
-    tr.add_argument("--max-steps", type=int)
-    tr.add_argument("--debug", action="store_true", help="a small slice: 64 examples, 8 steps")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     tr.add_argument("--no-resume", action="store_true", help="ignore checkpoints of an interrupted run")
     tr.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
+    add_train_flags(tr, "llm")
     tr.set_defaults(func=cmd_train)
 
     ev = lsub.add_parser("eval", help="score a model (optionally with an adapter) by generation on a task's data")
@@ -71,52 +65,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="alias, folder or hub id (default smollm2, or the adapter's base)")
+    default = LLMRunConfig.model_fields["base_model"].default
+    parser.add_argument("--model", help=f"alias, folder or hub id (default: the adapter's base, else {default})")
     parser.add_argument("--adapter", help="PEFT adapter folder from `fintune llm train`")
-    parser.add_argument("--system-prompt", help="default: the adapter's training system prompt")
-    parser.add_argument("--max-length", type=int, help="prompt budget in tokens (default: the adapter's)")
+    parser.add_argument("--system-prompt", help="default: the adapter's training system prompt ('' for none)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help=f"prompt + answer tokens (default: the adapter's max_seq_length, else {LLM_MAX_SEQ_LENGTH})",
+    )
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
-    """Model, tokenizer and the prompt settings (system prompt, length) the adapter was trained with."""
-    from fintune.config.schema import LLMRunConfig
-    from fintune.llm.model import load_causal_lm
+def _load(args: argparse.Namespace) -> tuple[Any, Any, InferenceSettings]:
+    """Model, tokenizer and the adapter's prompt settings under the flags given."""
+    from fintune.llm.inference import load_for_inference
 
-    run: dict[str, Any] = {}
-    if args.adapter and (Path(args.adapter) / "fintune_run.json").is_file():
-        run = json.loads((Path(args.adapter) / "fintune_run.json").read_text())
-    defaults = LLMRunConfig()
-    settings = {
-        "system_prompt": args.system_prompt
-        if args.system_prompt is not None
-        else run.get("system_prompt", defaults.system_prompt),
-        "max_length": args.max_length or run.get("max_seq_length", 2048),
-        # a train-only task is scored on the slice the run held out: same seed and size
-        "seed": run.get("seed", defaults.seed),
-        "eval_limit": run.get("eval_limit", defaults.eval_limit),
-    }
-    model, tokenizer = load_causal_lm(args.model or (None if args.adapter else "smollm2"), adapter=args.adapter)
-    return model, tokenizer, settings
+    return load_for_inference(args.model, args.adapter, args.system_prompt, args.max_length)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fintune.llm.train import train_llm
 
-    flags = {
-        "task": args.task,
-        "dataset_path": args.data,
-        "base_model": args.model,
-        "output": args.output,
-        "method": args.method,
-        "num_epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "max_steps": args.max_steps,
-        "debug": True if args.debug else None,
-    }
-    config = run_config_from_args(args, flags, pipeline="llm")
+    config = run_config_from_args(args, "llm")
     if not config.output:
-        raise ValueError("give --output (or output in the run config)")
+        raise UsageError("give --output (or output in the run config)")
     result = train_llm(
         config, config.output, overwrite=args.overwrite, resume=not args.no_resume, skip_invalid=args.skip_invalid
     )
@@ -139,11 +111,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.data:
         examples = task_examples(task, args.data, "dev", skip_invalid=args.skip_invalid)
     else:
-        examples = evaluation_examples(task, None, settings["seed"], settings["eval_limit"])
+        examples = evaluation_examples(task, None, settings.run.seed, settings.run.eval_limit)
         console.print(f"scoring {len(examples.examples)} examples from {examples.source}")
     chosen = examples.examples[: args.limit] if args.limit else examples.examples
     result = evaluate_examples(
-        model, tokenizer, chosen, examples.family, args.batch_size, settings["system_prompt"], settings["max_length"]
+        model, tokenizer, chosen, examples.family, args.batch_size, settings.system_prompt, settings.max_length
     )
     for key, value in result.metrics.items():
         console.print(f"{key:>20}  {fmt(value)}")
@@ -158,11 +130,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from fintune.llm.encode import encode_prompt
     from fintune.llm.generate import generate_batched
+    from fintune.llm.inference import prompt_examples
 
-    examples = _generate_inputs(args)
+    examples = prompt_examples(args.prompt, args.file, args.task)
     model, tokenizer, settings = _load(args)
-    budget = settings["max_length"] - args.max_new_tokens
-    prompts = [encode_prompt(tokenizer, e, settings["system_prompt"], budget)[0] for e in examples]
+    budget = settings.max_length - args.max_new_tokens
+    prompts = [encode_prompt(tokenizer, e, settings.system_prompt, budget)[0] for e in examples]
     gen = generate_batched(model, tokenizer, prompts, args.max_new_tokens, args.batch_size, progress=len(prompts) > 1)
     if args.prompt and not args.output:
         print(gen.answers[0])
@@ -170,32 +143,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     rows = [{"prompt": e.prompt, "answer": a} for e, a in zip(examples, gen.answers, strict=True)]
     _write_jsonl(args.output, rows)
     return 0
-
-
-def _generate_inputs(args: argparse.Namespace) -> list[Any]:
-    from fintune.llm.prompts import Example
-
-    if bool(args.prompt) == bool(args.file):
-        raise ValueError("give one prompt or --file")
-    if args.prompt:
-        return [Example(args.prompt, "")]
-    if args.task:
-        from fintune.llm.data import task_examples
-
-        return task_examples(args.task, args.file, "train").examples
-    path = Path(args.file)
-    if path.suffix == ".jsonl":
-        from fintune.data.readers import read_jsonl
-
-        items = []
-        for item in read_jsonl(path):
-            value = getattr(item, "value", None)
-            if not isinstance(value, dict) or not isinstance(value.get("prompt"), str):
-                line = getattr(item, "line", "?")
-                raise ValueError(f"{path}:{line}: prompt: expected an object with a 'prompt' string")
-            items.append(Example(value["prompt"], ""))
-        return items
-    return [Example(line, "") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -213,10 +160,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
             break
         if not text:
             break
-        messages = chat_messages(text, settings["system_prompt"], tuple(history))
+        messages = chat_messages(text, settings.system_prompt, tuple(history))
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = ids["input_ids"] if isinstance(ids, dict) else ids
-        ids, _ = truncate_prompt(list(ids), settings["max_length"] - args.max_new_tokens)
+        ids = ids["input_ids"] if isinstance(ids, Mapping) else ids  # a BatchEncoding (a UserDict, not a dict)
+        ids, _ = truncate_prompt(list(ids), settings.max_length - args.max_new_tokens)
         answer = generate_batched(model, tokenizer, [ids], args.max_new_tokens, 1, progress=False).answers[0]
         print(f"assistant> {answer}", flush=True)
         history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]

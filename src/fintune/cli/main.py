@@ -6,26 +6,27 @@ import argparse
 import logging
 import sys
 
+from rich.markup import escape
+
 from fintune import __version__
 from fintune.cli import data, demo, embed, llm, models, retrieval, validate
 from fintune.cli.output import err_console
-from fintune.config.files import ConfigError
-from fintune.data.errors import DataError
+from fintune.errors import FintuneError
 from fintune.log import setup_logging
-from fintune.models.resolve import ModelNotFoundError
 from fintune.perf import keep_freed_memory
-from fintune.retrieval.catalog import StoreError
 
-# Errors a user can fix: one clear message, no traceback.
-USER_ERRORS = (
-    DataError,
-    ConfigError,
-    ModelNotFoundError,
-    StoreError,
-    FileNotFoundError,
-    FileExistsError,
-    ValueError,
-)
+# Raised by the operating system on a path: it names the path, which is one the user gave or can check.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """One line, no traceback: fintune's own user errors, and the OS refusing a named path.
+
+    Everything else (a ValueError or RuntimeError from a library, a FileNotFoundError raised by code
+    without a path) is a bug to report, so it keeps its traceback."""
+    if isinstance(exc, FintuneError):
+        return True
+    return isinstance(exc, PATH_ERRORS) and getattr(exc, "filename", None) is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,14 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    keep_freed_memory()
     try:
+        setup_logging(args.log_level)
+        keep_freed_memory()
         return args.func(args)
-    except USER_ERRORS as exc:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
+    except Exception as exc:
+        if not is_user_error(exc) or logging.getLogger().isEnabledFor(logging.DEBUG):
             raise
-        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        # escape: "[...]" in a message is text, not markup; soft_wrap: a long path is not broken in two
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

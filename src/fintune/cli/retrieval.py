@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fintune.cli.output import console
+from fintune.errors import UsageError
 
 DEFAULT_STORE = "fintune-store"
 
@@ -66,7 +67,7 @@ def parse_filters(items: list[str]) -> dict[str, str] | None:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--filter {item!r}: expected key=value")
+            raise UsageError(f"--filter {item!r}: expected key=value")
         out[key.strip()] = value
     return out or None
 
@@ -104,11 +105,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from fintune.retrieval.queries import read_queries
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
 
     if bool(args.query) == bool(args.queries):
-        raise ValueError("give a query, or --queries FILE for batch mode")
+        raise UsageError("give a query, or --queries FILE for batch mode")
     filters = parse_filters(args.filter)
     store = open_store(args.store)
     try:
@@ -132,21 +134,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         sys.stdout.writelines(lines)
     return 0
-
-
-def read_queries(path: str, split: str | None) -> tuple[list[str], list[str]]:
-    """(ids, texts) from a JSONL of {_id, text} or a BEIR folder (optionally the queries judged in `split`).
-
-    A query file has the corpus reader's shape (id + text), so it is read and checked by that reader."""
-    from fintune.data.beir import is_beir_folder, load_beir
-    from fintune.retrieval.corpus import read_corpus
-
-    folder = Path(path)
-    if is_beir_folder(folder) and split:
-        data = load_beir(folder, split)
-        return list(data.queries), list(data.queries.values())
-    queries = read_corpus(folder / "queries.jsonl" if is_beir_folder(folder) else folder)
-    return [q.id for q in queries.docs], [q.text for q in queries.docs]
 
 
 def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:

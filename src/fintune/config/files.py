@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from fintune.config.schema import CONTRADICTION_SEP, PIPELINES, RunBase
+from fintune.errors import FintuneError
 
 DEFAULTS_KEY = "defaults"  # optional top-level mapping merged under every run
 
@@ -29,7 +30,7 @@ class ConfigProblem:
         return f"{place}{self.where}: {self.message}" if self.where else f"{place}{self.message}"
 
 
-class ConfigError(ValueError):
+class ConfigError(FintuneError, ValueError):
     def __init__(self, problems: list[ConfigProblem]):
         self.problems = problems
         super().__init__("invalid run config:\n" + "\n".join(f"  {p}" for p in problems))
@@ -83,7 +84,8 @@ def read_runs(path: str | Path) -> tuple[dict[str, dict[str, Any]], yaml.Node | 
     except json.JSONDecodeError as exc:
         raise ConfigError([ConfigProblem(path, exc.lineno, "", f"bad JSON: {exc.msg}")]) from None
     except yaml.YAMLError as exc:
-        line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
+        mark = exc.problem_mark if isinstance(exc, yaml.MarkedYAMLError) else None
+        line = mark.line + 1 if mark else None
         raise ConfigError([ConfigProblem(path, line, "", f"bad YAML: {getattr(exc, 'problem', exc)}")]) from None
     if not isinstance(data, dict) or not data:
         raise ConfigError([ConfigProblem(path, 1, "", "expected a mapping of run names to run settings")])
@@ -119,8 +121,8 @@ def infer_pipeline(run: dict[str, Any]) -> str | None:
     if "pipeline" in run:
         return str(run["pipeline"])
     keys = set(run)
-    llm_only = _own_keys("llm") - _own_keys("embed")
-    embed_only = _own_keys("embed") - _own_keys("llm")
+    llm_only = own_keys("llm") - own_keys("embed")
+    embed_only = own_keys("embed") - own_keys("llm")
     if keys & llm_only and not keys & embed_only:
         return "llm"
     if keys & embed_only and not keys & llm_only:
@@ -128,7 +130,8 @@ def infer_pipeline(run: dict[str, Any]) -> str | None:
     return None
 
 
-def _own_keys(pipeline: str) -> set[str]:
+def own_keys(pipeline: str) -> set[str]:
+    """Every key a run of `pipeline` accepts: field names and their aliases."""
     keys = set()
     for name, info in PIPELINES[pipeline].model_fields.items():
         keys.add(name)
@@ -145,15 +148,23 @@ def canonical_keys(run: dict[str, Any], pipeline: str) -> dict[str, Any]:
     return {names.get(key, key): value for key, value in run.items()}
 
 
-def build_run(name: str, run: dict[str, Any], file: Path | None = None, node: yaml.Node | None = None) -> RunBase:
-    """Validate one run; every problem (with its file line where known) in one ConfigError."""
+def build_run(
+    name: str,
+    run: dict[str, Any],
+    file: Path | None = None,
+    node: yaml.Node | None = None,
+    context: dict[str, Any] | None = None,
+) -> RunBase:
+    """Validate one run; every problem (with its file line where known) in one ConfigError.
+
+    `name` is the run's key in the file, "" for a file that holds one run at its top level."""
     pipeline = infer_pipeline(run)
     if pipeline not in PIPELINES:
         why = f"unknown pipeline '{pipeline}'" if pipeline else "cannot tell the pipeline from the keys"
         raise ConfigError([ConfigProblem(file, _line(node, [name]), name, f"{why}: set pipeline: embed or llm")])
     cls = PIPELINES[pipeline]
     try:
-        return cls.model_validate(run)
+        return cls.model_validate(run, context=context)
     except ValidationError as exc:
         problems = [p for err in exc.errors() for p in _problems(cls, name, run, err, file, node)]
         raise ConfigError(problems) from None
@@ -168,7 +179,7 @@ def _problems(
         out = []
         for message in err["msg"].removeprefix("Value error, ").split(CONTRADICTION_SEP):
             named = [key for key in run if re.search(rf"\b{re.escape(key)}\b", message)]
-            keys = [name, named[0]] if named else [name]
+            keys = [k for k in (name, *named[:1]) if k]
             out.append(ConfigProblem(file, _line(node, keys), ".".join(keys), message))
         return out
     return [_problem(cls, name, loc, err, file, node)]
@@ -177,11 +188,12 @@ def _problems(
 def _problem(
     cls: type[RunBase], name: str, loc: list[str], err: Any, file: Path | None, node: yaml.Node | None
 ) -> ConfigProblem:
-    where = ".".join([name, *loc])
-    line = _line(node, [name, *loc])
+    keys = [k for k in (name, *loc) if k]
+    where = ".".join(keys)
+    line = _line(node, keys)
     message = err["msg"]
     if err["type"] == "extra_forbidden":
-        options = sorted(_own_keys(cls.model_fields["pipeline"].default))
+        options = sorted(own_keys(cls.model_fields["pipeline"].default))
         close = difflib.get_close_matches(loc[-1], options, n=1, cutoff=0.6)
         message = f"unknown key '{loc[-1]}'" + (f" (did you mean '{close[0]}'?)" if close else "")
     elif err["type"] == "value_error":

@@ -9,6 +9,8 @@ from pathlib import Path
 from fintune.data.errors import DataError, RecordError, summarize_skips
 from fintune.data.readers import read_jsonl, read_tsv
 from fintune.data.schema import as_number
+from fintune.errors import InputNotFoundError
+from fintune.log import first_reports
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,10 @@ def collect_beir(folder: str | Path, split: str) -> BeirData:
     """
     folder = Path(folder)
     if not is_beir_folder(folder):
-        raise FileNotFoundError(f"{folder}: not a BEIR folder (needs corpus.jsonl, queries.jsonl, qrels/)")
+        raise InputNotFoundError(f"{folder}: not a BEIR folder (needs corpus.jsonl, queries.jsonl, qrels/)")
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
-        raise FileNotFoundError(f"{qrels_path}: no such qrels split (have: {', '.join(splits_of(folder))})")
+        raise InputNotFoundError(f"{qrels_path}: no such qrels split (have: {', '.join(splits_of(folder))})")
     data = BeirData(folder=folder, split=split)
     data.corpus, bad_docs = _read_id_text(folder / "corpus.jsonl", data.errors)
     data.errors.extend(bad_docs.values())
@@ -121,6 +123,6 @@ def load_beir(folder: str | Path, split: str, skip_invalid: bool = False) -> Bei
     blocking = [e for e in data.errors if e.message != EMPTY_TEXT]
     if (blocking and not skip_invalid) or not data.qrels:
         raise DataError(data.errors)
-    if data.errors:
-        log.warning("%s: %s", folder, summarize_skips(data.errors))
+    if fresh := first_reports(data.errors):  # once per bad record and process, not once per split read
+        log.warning("%s: %s", folder, summarize_skips(fresh))
     return data

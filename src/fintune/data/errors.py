@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from fintune.errors import FintuneError
+
 
 @dataclass(frozen=True)
 class RecordError:
@@ -19,7 +21,7 @@ class RecordError:
         return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(FintuneError, ValueError):
     """Raised when a file holds bad records and skipping was not asked for."""
 
     def __init__(self, errors: list[RecordError], total: int | None = None, cap: int = 20):

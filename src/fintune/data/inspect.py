@@ -51,8 +51,8 @@ def inspect_path(path: str | Path, task: str | None = None) -> Inspection:
     return report
 
 
-def _score_bucket(value: object) -> str:
-    number = float(value)  # already checked by the format
+def _score_bucket(value: float | str) -> str:
+    number = float(value)  # a number or numeric string (CSV), already checked by the format
     return f"{min(int(number * 4), 3) / 4:.2f}-{min(int(number * 4), 3) / 4 + 0.25:.2f}"
 
 

@@ -12,6 +12,8 @@ from fintune.data.formats import FORMATS, RecordFormat, detect_format
 from fintune.data.readers import Row, read_rows
 from fintune.data.schema import Field, check_fields
 from fintune.data.tasks import FinancialTask, get_task
+from fintune.errors import UsageError
+from fintune.log import first_reports
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +39,16 @@ def _schema_for(
 ) -> tuple[str, tuple[Field, ...], tuple[str, ...] | None]:
     if task is not None:
         if task.layout == "beir":
-            raise ValueError(f"task '{task.name}' is a BEIR folder; load it with load_beir")
+            raise UsageError(f"task '{task.name}' is a BEIR folder; load it with load_beir")
         return f"task:{task.name}", task.fields, task.labels
     if fmt is not None:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown format '{fmt}'; known formats: {', '.join(FORMATS)}")
+            raise UsageError(f"unknown format '{fmt}'; known formats: {', '.join(FORMATS)}")
         return fmt, FORMATS[fmt].fields, None
     detected = detect_format(first)
     if detected is None:
         keys = sorted(first) if isinstance(first, dict) else type(first).__name__
-        raise ValueError(f"cannot tell the format from the first record (fields: {keys}); pass a format or --task")
+        raise UsageError(f"cannot tell the format from the first record (fields: {keys}); pass a format or --task")
     return detected.name, detected.fields, None
 
 
@@ -97,6 +99,6 @@ def load_records(
     records = collect(path, fmt, task)
     if records.errors and (not skip_invalid or not records.rows):
         raise DataError(records.errors, total=records.total)
-    if records.errors:
-        log.warning("%s: %s", path, summarize_skips(records.errors))
+    if fresh := first_reports(records.errors):  # once per bad record and process, not once per read
+        log.warning("%s: %s", path, summarize_skips(fresh))
     return records

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fintune.data.errors import RecordError
+from fintune.errors import InputNotFoundError, UsageError
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ SUFFIXES = {
 def file_kind(path: Path) -> str:
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise ValueError(f"{path}: unknown file type '{path.suffix}' (known: {', '.join(sorted(SUFFIXES))})")
+        raise UsageError(f"{path}: unknown file type '{path.suffix}' (known: {', '.join(sorted(SUFFIXES))})")
     if kind == "json" and _first_char(path) != "[":
         return "jsonl"  # a .json file with one object per line
     return kind
@@ -55,7 +56,7 @@ def _first_char(path: Path) -> str:
 def read_rows(path: str | Path) -> Iterator[Item]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise InputNotFoundError(f"{path}: no such file")
     kind = file_kind(path)
     return {
         "jsonl": read_jsonl,

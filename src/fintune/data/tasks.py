@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from fintune.data.schema import Field, field
+from fintune.errors import UsageError
 from fintune.paths import data_root
 
 Family = Literal["classification", "qa", "generation", "numeric", "retrieval"]
@@ -41,7 +42,7 @@ class FinancialTask:
     def path(self, split: str = "train", root: Path | None = None) -> Path:
         """The task's file for `split` (or its BEIR folder)."""
         if split not in self.splits:
-            raise ValueError(f"task '{self.name}' has no split '{split}' (has: {', '.join(self.splits)})")
+            raise UsageError(f"task '{self.name}' has no split '{split}' (has: {', '.join(self.splits)})")
         base = (root or data_root()) / self.folder
         return base if self.layout == "beir" else base / f"{split}.jsonl"
 
@@ -159,4 +160,4 @@ def get_task(name: str) -> FinancialTask:
 
         close = difflib.get_close_matches(name, TASKS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ValueError(f"unknown task '{name}'{hint}; known tasks: {', '.join(TASKS)}") from None
+        raise UsageError(f"unknown task '{name}'{hint}; known tasks: {', '.join(TASKS)}") from None

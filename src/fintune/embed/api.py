@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fintune.config.schema import EmbedRunConfig
-from fintune.embed.train import EmbedTrainResult, train_embedder
+from fintune.embed.result import EmbedTrainResult
+from fintune.embed.train import train_embedder
+from fintune.errors import UsageError
 
 
 class ModelFineTuner:
@@ -36,9 +38,12 @@ class ModelFineTuner:
     ) -> str:
         """Train on `train_pairs` ((query, passage) or (text1, text2, score) tuples, or dicts in any pairs
         format) or, unsupervised, on `train_texts`; `domain_texts` add a weighted domain objective."""
-        if (train_texts is None) == (train_pairs is None):
-            raise ValueError("give exactly one of train_texts or train_pairs")
-        rows = [{"text": t} for t in train_texts] if train_texts is not None else [_pair(p) for p in train_pairs]
+        if train_texts is not None and train_pairs is None:
+            rows = [{"text": t} for t in train_texts]
+        elif train_pairs is not None and train_texts is None:
+            rows = [_pair(p) for p in train_pairs]
+        else:
+            raise UsageError("give exactly one of train_texts or train_pairs")
         loss = settings.pop("loss", "cosent" if rows and "score" in rows[0] else "mnrl")
         return self._run(
             base_model,
@@ -121,7 +126,7 @@ def _pair(item: Any) -> dict[str, Any]:
         return {"text1": item[0], "text2": item[1], "score": float(item[2])}
     if len(item) == 2:
         return {"text1": item[0], "text2": item[1]}
-    raise ValueError(f"a pair is (text1, text2) or (text1, text2, score), got {len(item)} items")
+    raise UsageError(f"a pair is (text1, text2) or (text1, text2, score), got {len(item)} items")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fintune.config.schema import EmbedRunConfig
-
-if TYPE_CHECKING:
-    from fintune.embed.train import EmbedTrainResult
+from fintune.embed.result import EmbedTrainResult
 
 CARD_METRICS = ("ndcg@10", "mrr@10", "recall@1", "recall@10", "recall@100", "map@100")
 
@@ -32,14 +29,24 @@ def write_card(folder: Path, config: EmbedRunConfig, source: str, result: EmbedT
     parts = [
         "\n## fintune run\n",
         f"Base model `{config.model}`, trained on `{source}` with loss `{config.loss}`: "
-        f"{result.examples} examples in {result.train_seconds:.0f} s ({result.pairs_per_s:.1f} examples/s).\n",
+        f"{result.examples} examples in {result.train_seconds:.0f} s ({result.pairs_per_s:.1f} examples/s)"
+        + (f", resumed from step {result.resumed_from_step}" if result.resumed_from_step else "")
+        + ".\n",
     ]
     if result.before and result.after:
         parts += [
-            f"\n### Before vs after ({config.eval_split} split)\n\n",
+            f"\n### Before vs after ({result.validation or config.eval_split + ' split'})\n\n",
             metrics_table(result.before, result.after),
             "\n",
         ]
+    if result.style_before and result.style_after:
+        parts += [
+            "\n### Another style of text (XBRL term -> explanation, forgetting check)\n\n",
+            metrics_table(result.style_before, result.style_after, ("ndcg@10", "mrr@10", "recall@10")),
+            "\n",
+        ]
+    if result.wise_alpha is not None:
+        parts.append(f"\nWiSE-FT: weights are (1 - {result.wise_alpha:g}) x base + {result.wise_alpha:g} x tuned.\n")
     if result.notes:
         parts += ["\n### Notes\n\n", *(f"- {n}\n" for n in result.notes)]
     parts += ["\n### Settings\n\n| key | value |\n|---|---|\n", rows, "\n"]

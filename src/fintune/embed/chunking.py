@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
+from fintune.errors import UsageError
+
 
 def split_by_tokens(
     text: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int, overlap: int | None = None
@@ -14,7 +16,7 @@ def split_by_tokens(
     budget = max_tokens - tokenizer.num_special_tokens_to_add(pair=False)
     overlap = min(32, budget // 8) if overlap is None else overlap
     if budget <= overlap:
-        raise ValueError(f"max_tokens {max_tokens} leaves no room beyond the {overlap}-token overlap")
+        raise UsageError(f"max_tokens {max_tokens} leaves no room beyond the {overlap}-token overlap")
     offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     if len(offsets) <= budget:
         return [text]

@@ -85,7 +85,7 @@ def compare_results(
     base_name: str, tuned_name: str, data: BeirData, base: RetrievalResult, tuned: RetrievalResult, examples: int = 5
 ) -> Comparison:
     """Example queries are those whose first relevant passage moved most (missing from the top 100 = 101)."""
-    moves = []
+    moves: list[dict[str, Any]] = []
     for qid, relevant in data.qrels.items():
         b = first_relevant_rank(base.rankings.get(qid, []), relevant) or 101
         t = first_relevant_rank(tuned.rankings.get(qid, []), relevant) or 101

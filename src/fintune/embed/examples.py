@@ -16,12 +16,9 @@ from datasets import Dataset
 
 from fintune.data.beir import is_beir_folder, load_beir
 from fintune.data.loading import load_records
+from fintune.errors import UsageError
 
 log = logging.getLogger(__name__)
-
-# Which losses each example shape can train.
-RANKING_LOSSES = {"mnrl", "cached-mnrl", "margin-ranking", "triplet"}
-SCORED_LOSSES = {"cosent", "cosine", "contrastive"}
 
 
 @dataclass
@@ -69,7 +66,7 @@ def load_training_data(
         out = _pairs(texts, texts, str(path), skipped)  # SimCSE: dropout makes the two views differ
         out.splittable = True
         return out
-    raise ValueError(
+    raise UsageError(
         f"{path}: format '{schema}' cannot train an embedding model "
         "(use pairs, triplets, query-positive, documents, labelled, simple or a BEIR folder)"
     )
@@ -113,8 +110,8 @@ def _from_beir(folder: Path, split: str, skip_invalid: bool) -> TrainingData:
 
 
 def _query_positive(rows: list[dict], source: str, skipped: int) -> TrainingData:
-    negatives = [r.get("negatives", r.get("negative")) for r in rows]
-    negatives = [[n] if isinstance(n, str) else list(n or []) for n in negatives]
+    given = [r.get("negatives", r.get("negative")) for r in rows]  # a text, a list of texts, or none
+    negatives: list[list[str]] = [[n] if isinstance(n, str) else list(n or []) for n in given]
     count = min((len(n) for n in negatives), default=0)
     columns = {"anchor": [r.get("query", r.get("anchor")) for r in rows], "positive": [r["positive"] for r in rows]}
     if count:
@@ -130,7 +127,7 @@ def _same_label_pairs(rows: list[dict], key: str, source: str, skipped: int, see
     by_label: dict[str, list[str]] = defaultdict(list)
     for row in rows:
         if "label" not in row:
-            raise ValueError(f"{source}: labelled documents need a 'label' on every record")
+            raise UsageError(f"{source}: labelled documents need a 'label' on every record")
         by_label[str(row["label"])].append(row[key])
     rng = random.Random(seed)
     anchors, positives = [], []
@@ -142,5 +139,5 @@ def _same_label_pairs(rows: list[dict], key: str, source: str, skipped: int, see
             anchors.append(text)
             positives.append(texts[j + (j >= i)])  # any other document of the label
     if not anchors:
-        raise ValueError(f"{source}: no label has two documents; nothing to pair")
+        raise UsageError(f"{source}: no label has two documents; nothing to pair")
     return _pairs(anchors, positives, source, skipped)

@@ -8,7 +8,6 @@ used directly because optimum-onnx pins an older transformers.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -22,12 +21,15 @@ from sentence_transformers import SentenceTransformer
 
 from fintune import __version__
 from fintune.artifacts import atomic_dir
+from fintune.config.saved import EXPORT_FILE as EXPORT_FILE  # re-exported: callers import it from here
+from fintune.config.saved import ExportInfo, write_export
+from fintune.embed.model import load_embedder
+from fintune.embed.onnx_model import MODEL_FILE, OnnxEmbedder
+from fintune.errors import UsageError
 from fintune.models.resolve import model_key
 
 log = logging.getLogger(__name__)
 
-EXPORT_FILE = "fintune_export.json"
-MODEL_FILE = "model.onnx"
 OPSET = 17
 # The exported graph must reproduce the PyTorch vectors: fp32 to rounding, int8 to within quantisation noise
 # (per-channel int8 weights keep MiniLM's cosines to the fp32 vectors above 0.98 on real passages).
@@ -70,14 +72,12 @@ class _SentenceEmbeddingGraph(torch.nn.Module):
 def export_onnx(model: str, output: str | Path, quantize: Quantize = None, overwrite: bool = False) -> ExportResult:
     """Write `output/` with model.onnx, the tokenizer and fintune_export.json, renamed into place only
     after the exported graph was checked against the PyTorch model on probe texts."""
-    from fintune.embed.model import load_embedder
-
     start = time.perf_counter()
     st = load_embedder(model, device="cpu")
     if not isinstance(st, SentenceTransformer):
-        raise ValueError(f"{model} is already an ONNX export; export the PyTorch model it came from")
+        raise UsageError(f"{model} is already an ONNX export; export the PyTorch model it came from")
     if any(type(m).__name__ == "Router" for m in st):
-        raise ValueError(f"{model} has separate query and document towers; ONNX export covers one-tower models")
+        raise UsageError(f"{model} has separate query and document towers; ONNX export covers one-tower models")
     st.eval()
     with atomic_dir(output, overwrite=overwrite) as tmp:
         fp32_path = tmp / ("model_fp32.onnx" if quantize else MODEL_FILE)
@@ -86,23 +86,21 @@ def export_onnx(model: str, output: str | Path, quantize: Quantize = None, overw
             _quantize_int8(fp32_path, tmp / MODEL_FILE)
             fp32_path.unlink()
         st.tokenizer.save_pretrained(str(tmp))
-        meta = {
-            "format": "onnx",
-            "source_model": model_key(model),
-            "quantize": quantize,
-            "dimension": st.get_embedding_dimension(),
-            "max_seq_length": st.max_seq_length,
-            "prompts": {k: v for k, v in st.prompts.items() if v},
-            "normalized": True,
-            "opset": OPSET,
-            "fintune_version": __version__,
-        }
-        (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        info = ExportInfo(
+            source_model=model_key(model),
+            quantize=quantize,
+            dimension=st.get_embedding_dimension(),
+            max_seq_length=st.max_seq_length,
+            prompts={k: v for k, v in st.prompts.items() if v},
+            opset=OPSET,
+            fintune_version=__version__,
+        )
+        write_export(tmp, info)
         min_cos = _check_against_torch(st, tmp, quantize)
-        meta["check"] = {"probe_texts": len(PROBE_TEXTS), "min_cosine_to_pytorch": round(min_cos, 6)}
-        (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        info.check = {"probe_texts": len(PROBE_TEXTS), "min_cosine_to_pytorch": round(min_cos, 6)}
+        write_export(tmp, info)
         size_mb = (tmp / MODEL_FILE).stat().st_size / 2**20
-    return ExportResult(Path(output), quantize, meta["dimension"], min_cos, time.perf_counter() - start, size_mb)
+    return ExportResult(Path(output), quantize, info.dimension, min_cos, time.perf_counter() - start, size_mb)
 
 
 def _export_graph(st: SentenceTransformer, path: Path) -> None:
@@ -158,8 +156,6 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
 
 def _check_against_torch(st: SentenceTransformer, folder: Path, quantize: Quantize) -> float:
-    from fintune.embed.onnx_model import OnnxEmbedder
-
     texts = list(PROBE_TEXTS)
     reference = st.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     exported = OnnxEmbedder(folder).encode(texts, normalize_embeddings=True)

@@ -6,6 +6,8 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.models import Transformer
 from torch import nn
 
+from fintune.errors import UsageError
+
 
 def encoder_layers(auto_model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     """(embeddings, layers) of a transformer, for BERT-, RoBERTa- and MPNet-like models."""
@@ -13,7 +15,7 @@ def encoder_layers(auto_model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     encoder = getattr(auto_model, "encoder", None)
     layers = getattr(encoder, "layer", None) or getattr(encoder, "layers", None)
     if embeddings is None or layers is None:
-        raise ValueError(f"cannot find embeddings and encoder layers in {type(auto_model).__name__}")
+        raise UsageError(f"cannot find embeddings and encoder layers in {type(auto_model).__name__}")
     return embeddings, layers
 
 
@@ -27,7 +29,7 @@ def freeze_layers(model: SentenceTransformer, num_fixed_layers: int) -> int:
         for transformer in [m for m in model.modules() if isinstance(m, Transformer)]:
             embeddings, layers = encoder_layers(transformer.auto_model)
             if num_fixed_layers > len(layers):
-                raise ValueError(f"num_fixed_layers {num_fixed_layers} exceeds the model's {len(layers)} layers")
+                raise UsageError(f"num_fixed_layers {num_fixed_layers} exceeds the model's {len(layers)} layers")
             for module in (embeddings, *layers[:num_fixed_layers]):
                 for param in module.parameters():
                     param.requires_grad_(False)

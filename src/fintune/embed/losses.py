@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer import losses
 from torch import Tensor, nn
 
-from fintune.config.schema import EmbedRunConfig
+from fintune.config.schema import EmbedLoss, EmbedRunConfig
+from fintune.errors import UsageError
 
-LOSS_SHAPES = {
+# The similarity terms (cached) MNRL can rank: sentence-transformers' `directions` options.
+MNRLDirection = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
+# The data shapes each loss trains on, keyed by the schema's EmbedLoss names (a test checks every one is here).
+LOSS_SHAPES: dict[EmbedLoss, set[str]] = {
     "mnrl": {"pairs", "triplets"},
     "cached-mnrl": {"pairs", "triplets"},
     "margin-ranking": {"pairs", "triplets"},
@@ -92,8 +97,10 @@ class WeightedLoss(nn.Module):
         return self.weight * self.inner(sentence_features, labels)
 
 
-def build_loss(name: str, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False) -> nn.Module:
-    directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
+def build_loss(
+    name: EmbedLoss, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False
+) -> nn.Module:
+    directions: tuple[MNRLDirection, ...] = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
     if name == "mnrl":
         return losses.MultipleNegativesRankingLoss(model, gather_across_devices=distributed, directions=directions)
     if name == "cached-mnrl":
@@ -117,13 +124,13 @@ def build_loss(name: str, model: SentenceTransformer, config: EmbedRunConfig, di
             max_abs_difference_threshold=config.max_abs_difference_threshold,
             not_irrelevant_only=config.not_irrelevant_only,
         )
-    raise ValueError(f"unknown loss '{name}'; known: {', '.join(LOSS_SHAPES)}")
+    raise UsageError(f"unknown loss '{name}'; known: {', '.join(LOSS_SHAPES)}")
 
 
-def check_loss_fits(name: str, shape: str, source: str) -> None:
+def check_loss_fits(name: EmbedLoss, shape: str, source: str) -> None:
     if shape not in LOSS_SHAPES[name]:
         fits = sorted(k for k, v in LOSS_SHAPES.items() if shape in v)
-        raise ValueError(
+        raise UsageError(
             f"{source}: loss '{name}' needs {'/'.join(sorted(LOSS_SHAPES[name]))} data, "
             f"but the data are {shape}; losses for {shape}: {', '.join(fits)}"
         )

@@ -7,14 +7,17 @@ wherever a PyTorch model is accepted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fintune.embed.export import EXPORT_FILE, MODEL_FILE
+from fintune.config.saved import EXPORT_FILE, ExportInfo, read_export
+from fintune.errors import InputNotFoundError
+
+# Defined by the reader so `export.py` (the writer) imports it from here and imports run one way.
+MODEL_FILE = "model.onnx"
 
 # Padded tokens per batch: long passages go in small batches, short ones in big ones, so neither the
 # attention matrices nor the padding grow with the longest text of a fixed-size batch.
@@ -23,8 +26,7 @@ DOCUMENT_PROMPTS = ("document", "passage", "corpus")
 
 
 def is_onnx_export(folder: str | Path) -> bool:
-    path = Path(folder) / EXPORT_FILE
-    return path.is_file() and json.loads(path.read_text()).get("format") == "onnx"
+    return read_export(folder) is not None
 
 
 class OnnxEmbedder:
@@ -36,20 +38,23 @@ class OnnxEmbedder:
         from transformers import AutoTokenizer
 
         self.folder = Path(folder)
-        self.meta: dict[str, Any] = json.loads((self.folder / EXPORT_FILE).read_text())
+        info = read_export(self.folder)
+        if info is None:
+            raise InputNotFoundError(f"{self.folder}: not a fintune ONNX export (no {EXPORT_FILE})")
+        self.info: ExportInfo = info
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        self.max_seq_length: int = self.meta.get("max_seq_length") or 512
-        self.prompts: dict[str, str] = self.meta.get("prompts") or {}
+        self.max_seq_length: int = info.max_seq_length
+        self.prompts: dict[str, str] = dict(info.prompts)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
 
     def __repr__(self) -> str:
-        return f"OnnxEmbedder({self.folder}, quantize={self.meta.get('quantize')})"
+        return f"OnnxEmbedder({self.folder}, quantize={self.info.quantize})"
 
     def get_embedding_dimension(self) -> int:
-        return int(self.meta["dimension"])
+        return self.info.dimension
 
     def encode(
         self,
@@ -62,7 +67,7 @@ class OnnxEmbedder:
         **_: Any,
     ) -> Any:
         single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
+        texts = [sentences] if isinstance(sentences, str) else list(sentences)
         if prompt:
             texts = [prompt + t for t in texts]
         vectors = self._encode(texts, batch_size, show_progress_bar)  # unit length: the graph normalises

@@ -8,6 +8,7 @@ length, cuts it into batches and shuffles the batches, so batches are both short
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import torch
@@ -44,6 +45,8 @@ class LengthBucketBatchSampler(DefaultBatchSampler):
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.texts), generator=generator).tolist()
+        if self.drop_last:
+            order = order[: len(self) * self.batch_size]  # the random remainder, not the longest texts
         pool_size = self.batch_size * self.pool_batches
         batches: list[list[int]] = []
         for start in range(0, len(order), pool_size):
@@ -53,21 +56,24 @@ class LengthBucketBatchSampler(DefaultBatchSampler):
             yield batches[i]
 
     def _batches_without_duplicates(self, pool: list[int]) -> list[list[int]]:
-        """Greedy fill in length order; an example whose text is already in the batch waits for the next."""
-        batches, waiting = [], list(pool)
-        while waiting:
-            batch, seen, rest = [], set(), []
-            for index in waiting:
-                texts = set(self.texts[index])
-                if len(batch) < self.batch_size and not (texts & seen):
-                    batch.append(index)
-                    seen |= texts
-                else:
-                    rest.append(index)
-            if len(batch) < self.batch_size and self.drop_last:
-                break
-            batches.append(batch)
-            waiting = rest
+        """First fit in length order into exactly ceil(pool / batch_size) batches.
+
+        An example whose text is already in the batch being filled goes to the next batch with room and
+        no such text (or, when none has, to the one where it repeats fewest). The count is fixed because
+        the Trainer takes an epoch's steps from `len()` before it iterates: extra batches are never trained."""
+        count = -(-len(pool) // self.batch_size)
+        batches: list[list[int]] = [[] for _ in range(count)]
+        seen: list[Counter[str]] = [Counter() for _ in range(count)]
+        repeats = Counter(t for index in pool for t in set(self.texts[index]))
+        # Most-repeated texts first, while every batch still has room to keep them apart; a stable sort keeps
+        # length order among equals (almost all examples: nothing of theirs repeats).
+        for index in sorted(pool, key=lambda i: -max(repeats[t] for t in self.texts[i])):
+            texts = set(self.texts[index])
+            roomy = [k for k in range(count) if len(batches[k]) < self.batch_size]
+            # the first roomy batch where it repeats nothing, else the one where it repeats least often
+            best = min(roomy, key=lambda k: sum(seen[k][t] for t in texts))
+            batches[best].append(index)
+            seen[best].update(texts)
         return batches
 
     def __len__(self) -> int:

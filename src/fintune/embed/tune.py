@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 from fintune.artifacts import atomic_dir
 from fintune.config.schema import EmbedRunConfig, SearchDimension
 from fintune.embed.train import train_embedder
+from fintune.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,14 @@ def sample(trial: optuna.Trial, space: dict[str, SearchDimension]) -> dict[str, 
     for name, dim in space.items():
         if dim.choices is not None:
             params[name] = trial.suggest_categorical(name, dim.choices)
-        elif name in INT_KEYS:
-            params[name] = trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log)
+            continue
+        low, high = dim.low, dim.high
+        if low is None or high is None:  # cannot happen: SearchDimension requires both when it has no choices
+            raise UsageError(f"search_space.{name}: give either choices or both low and high")
+        if name in INT_KEYS:
+            params[name] = trial.suggest_int(name, int(low), int(high), log=dim.log)
         else:
-            params[name] = trial.suggest_float(name, dim.low, dim.high, log=dim.log)
+            params[name] = trial.suggest_float(name, low, high, log=dim.log)
     return params
 
 
@@ -67,13 +72,13 @@ def tune(
     config: EmbedRunConfig, trials: int, storage: str, study_name: str | None = None, metric: str = "ndcg@10"
 ) -> TuneResult:
     if not config.output:
-        raise ValueError("an output folder is needed for the best model (--output)")
+        raise UsageError("an output folder is needed for the best model (--output)")
     output = Path(config.output)
     trials_dir = output.with_name(f".{output.name}.trials")
     space = config.search_space or DEFAULT_SPACE
     unknown = sorted(set(space) - set(EmbedRunConfig.model_fields))
     if unknown:
-        raise ValueError(f"search_space names unknown settings: {', '.join(unknown)}")
+        raise UsageError(f"search_space names unknown settings: {', '.join(unknown)}")
     key = f"eval_dev_cosine_{metric}"
     study = optuna.create_study(
         study_name=study_name or f"fintune-{output.name}",
@@ -94,7 +99,7 @@ def tune(
             trial_config, evaluate=False, overwrite=True, resume=False, callbacks=[_OptunaReport(trial, key)]
         )
         if not result.eval_metrics or key not in result.eval_metrics:
-            raise ValueError(f"no dev split to score trials on ({config.data} needs qrels/{config.eval_split}.tsv)")
+            raise UsageError(f"no dev split to score trials on ({config.data} needs qrels/{config.eval_split}.tsv)")
         return result.eval_metrics[key]
 
     done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -103,6 +108,8 @@ def tune(
     if remaining:
         study.optimize(objective, n_trials=remaining, catch=())
     best = study.best_trial
+    if best.value is None:  # cannot happen: the best trial is a completed one, and those have a value
+        raise RuntimeError(f"the best trial {best.number} has no value")
     best_dir = trials_dir / f"trial-{best.number}"
     if not best_dir.is_dir():
         raise RuntimeError(f"the best trial's model {best_dir} is missing; rerun with a new --study")

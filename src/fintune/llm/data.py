@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fintune.data.beir import load_beir
+from fintune.config.schema import LLMRunConfig
+from fintune.data.beir import is_beir_folder, load_beir, splits_of
 from fintune.data.loading import load_records
 from fintune.data.tasks import FinancialTask, get_task
+from fintune.errors import UsageError
 from fintune.llm.prompts import Example, build_examples
 
 log = logging.getLogger(__name__)
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 GENERIC_FORMATS = ("alpaca", "chat", "completion")
 QA_10K_INSTRUCTION = "Answer the question using only the passage from a 10-K filing."
 QA_10K_PASSAGE_CHARS = 2000  # passages are short; this only guards against a pathological one
-HOLDOUT_FRACTION = 0.05  # validation slice for tasks that ship only a train split
+HOLDOUT_FRACTION = 0.05  # validation slice of data without a dev split (a user's file, a train-only task)
 
 
 @dataclass
@@ -28,6 +30,13 @@ class ExampleSet:
     examples: list[Example]
     records: int  # records read (a headline or NER record yields several examples)
     source: str
+
+
+@dataclass
+class TrainingSets:
+    train: dict[str, ExampleSet]  # per task ("data" for a generic file), validation slices removed
+    validation: dict[str, list[Example]]  # per task
+    notes: list[str]
 
 
 def llm_family(task: FinancialTask) -> str:
@@ -68,7 +77,7 @@ def file_examples(path: str | Path, fmt: str | None = None, skip_invalid: bool =
     """Examples from an alpaca, chat or completion file (the format is detected when not given)."""
     records = load_records(path, fmt=fmt, skip_invalid=skip_invalid)
     if records.schema not in GENERIC_FORMATS:
-        raise ValueError(
+        raise UsageError(
             f"{path}: records are '{records.schema}', not an instruction format ({', '.join(GENERIC_FORMATS)}); "
             "pass --task for a registry task's data"
         )
@@ -82,12 +91,15 @@ def _generic_example(schema: str, row: dict[str, Any]) -> Example:
         prompt = f"{row['instruction']}\n{text}".strip() if text else row["instruction"]
         return Example(prompt, row["output"])
     if schema == "completion":
-        return Example(row.get("context", row.get("prompt")), str(row.get("target", row.get("completion"))))
+        prompt = row.get("context", row.get("prompt"))
+        if prompt is None:  # cannot happen: loading checked the completion format's context|prompt text
+            raise UsageError("completion record has neither context nor prompt")
+        return Example(prompt, str(row.get("target", row.get("completion"))))
     messages = row["messages"]
     last_answer = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
     users = [i for i, m in enumerate(messages[:last_answer]) if m["role"] == "user"]
     if not users:
-        raise ValueError("chat record has no user turn before its last assistant turn")
+        raise UsageError("chat record has no user turn before its last assistant turn")
     history = tuple(dict(m) for m in messages[: users[-1]])
     return Example(messages[users[-1]]["content"], messages[last_answer]["content"], history=history)
 
@@ -117,3 +129,51 @@ def holdout(
         size = min(size, limit)
     held = set(order[:size])
     return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in order[:size]]
+
+
+def training_sets(cfg: LLMRunConfig, skip_invalid: bool = False) -> TrainingSets:
+    """Each task's training examples and the examples its validation loss is measured on.
+
+    Validation comes from the data being trained on: a named eval file, else the task's dev split when
+    training on the task's own data, else a seeded held-out slice of the training examples (a user's
+    file, a train-only task), never the dev split of a dataset the user's data may not resemble."""
+    weights = cfg.task_weights
+    train: dict[str, ExampleSet] = {}
+    validation: dict[str, list[Example]] = {}
+    if not weights:
+        if not cfg.dataset_path:
+            raise UsageError("give a task (task / tasks) or a data file (dataset_path)")
+        train["data"] = file_examples(cfg.dataset_path, skip_invalid=skip_invalid)
+        if cfg.eval_path:
+            validation["data"] = file_examples(cfg.eval_path).examples
+    for name in weights:
+        task = get_task(name)
+        data, eval_path = (cfg.dataset_path, cfg.eval_path) if len(weights) == 1 else (None, None)
+        train[name] = task_examples(task, data, "train", skip_invalid)
+        chosen = task_validation(task, data, eval_path)
+        if chosen is not None:
+            validation[name] = chosen.examples
+    notes = []
+    for name, ex_set in train.items():
+        if name not in validation:
+            ex_set.examples, validation[name] = holdout(ex_set.examples, HOLDOUT_FRACTION, cfg.eval_limit, cfg.seed)
+            notes.append(
+                f"{name}: validation is a held-out {len(validation[name])} of the training examples (seed {cfg.seed})"
+            )
+    return TrainingSets(train, validation, notes)
+
+
+def task_validation(task: FinancialTask, data: str | Path | None, eval_path: str | Path | None) -> ExampleSet | None:
+    """A task run's validation set, or None when it is to be held out of the training data."""
+    if eval_path:
+        return task_examples(task, eval_path, "dev")
+    if data is None or is_registry_split(task, data):
+        return task_examples(task, None, "dev") if "dev" in task.splits else None
+    if task.layout == "beir" and is_beir_folder(Path(data)) and "dev" in splits_of(Path(data)):
+        return task_examples(task, data, "dev")  # the user's own BEIR folder has a dev split
+    return None
+
+
+def is_registry_split(task: FinancialTask, path: str | Path) -> bool:
+    """`path` is the task's own shared train data (FinLoRA's configs name it explicitly)."""
+    return Path(path).resolve() == task.path("train").resolve()

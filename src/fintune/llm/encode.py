@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from fintune.llm.prompts import Example, render_prompt
+from fintune.errors import UsageError
+from fintune.llm.prompts import Example, render_chat, render_prompt
 
 # Tokens kept from the end of a truncated prompt: the chat template's turn markers and the "Answer:" cue.
 PROMPT_TAIL_TOKENS = 24
@@ -27,7 +28,7 @@ def answer_suffix(tokenizer: PreTrainedTokenizerBase) -> str:
     """What closes an assistant turn: the chat template's end-of-turn text (e.g. '<|im_end|>\\n'), else EOS."""
     if tokenizer.chat_template:
         probe = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "PROBE"}]
-        rendered = tokenizer.apply_chat_template(probe, tokenize=False)
+        rendered = render_chat(tokenizer, probe)
         tail = rendered.split("PROBE", 1)[1]
         if tail:
             return tail
@@ -56,7 +57,7 @@ def encode_example(
     answer = tokenizer(example.target + answer_suffix(tokenizer), add_special_tokens=False)["input_ids"]
     budget = max_length - len(answer)
     if budget < 2 * PROMPT_TAIL_TOKENS:
-        raise ValueError(
+        raise UsageError(
             f"answer of {len(answer)} tokens leaves {budget} for the prompt within max_seq_length {max_length}"
         )
     prompt, truncated = encode_prompt(tokenizer, example, system_prompt, budget)

@@ -10,7 +10,9 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from fintune.config.schema import LLM_MAX_SEQ_LENGTH
 from fintune.data.tasks import FinancialTask
+from fintune.errors import UsageError
 from fintune.llm.data import llm_family
 from fintune.llm.encode import encode_prompt
 from fintune.llm.generate import generate_batched
@@ -61,12 +63,12 @@ def evaluate_examples(
     family: str,
     batch_size: int = 16,
     system_prompt: str | None = None,
-    max_length: int = 2048,
+    max_length: int = LLM_MAX_SEQ_LENGTH,
     ids: list[Any] | None = None,
     progress: bool = True,
 ) -> GenerationEval:
     if family not in SCORERS:
-        raise ValueError(f"no generation scoring for family '{family}'; families scored: {', '.join(SCORERS)}")
+        raise UsageError(f"no generation scoring for family '{family}'; families scored: {', '.join(SCORERS)}")
     budget = max_length - MAX_NEW_TOKENS[family]
     encoded = [encode_prompt(tokenizer, e, system_prompt, budget) for e in examples]
     prompts = [ids_ for ids_, _ in encoded]

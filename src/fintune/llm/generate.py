@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -52,7 +53,9 @@ def generate_batched(
             mask[row, width - len(prompts[i]) :] = 1
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(
+            # generate comes from GenerationMixin, which the causal-LM classes (and PeftModel) add: PreTrainedModel
+            # lacks it, so mypy resolves it through nn.Module.__getattr__ (a Tensor or Module).
+            out = model.generate(  # type: ignore[operator]
                 input_ids=ids.to(model.device),
                 attention_mask=mask.to(model.device),
                 max_new_tokens=max_new_tokens,
@@ -67,7 +70,8 @@ def generate_batched(
             ends = [k for k, t in enumerate(tokens) if t in stops]
             tokens = tokens[: ends[0] + 1] if ends else tokens
             result.new_tokens[i] = len(tokens)
-            result.answers[i] = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            # one sequence of ids decodes to one str; transformers annotates decode with the batched list[str] too
+            result.answers[i] = cast(str, tokenizer.decode(tokens, skip_special_tokens=True)).strip()
         bar.update(len(batch))
     bar.close()
     return result

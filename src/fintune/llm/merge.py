@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from fintune.artifacts import atomic_dir
-from fintune.llm.model import adapter_base, attach_adapter, tokenizer_folder
+from fintune.config.saved import read_llm_run
+from fintune.config.schema import LLMRunConfig
+from fintune.llm.model import adapter_base, peft_model, tokenizer_folder
 from fintune.models.resolve import resolve_model
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 PROBES = (
     "What is the sentiment of this news? Operating profit rose to EUR 13.1 mn from EUR 8.7 mn.",
@@ -31,7 +37,7 @@ class MergeCheck:
         return self.max_abs_logit_diff <= self.tolerance and self.argmax_agreement == 1.0
 
 
-def _probe_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def _probe_logits(model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     enc = tokenizer(list(PROBES), return_tensors="pt", padding=True).to(model.device)
     with torch.inference_mode():
         return model(**enc).logits.float().cpu() * enc["attention_mask"].cpu()[..., None]
@@ -41,7 +47,6 @@ def _float_base(name: str, quant_bits: int, dtype: torch.dtype) -> PreTrainedMod
     folder = str(resolve_model(name))
     if quant_bits in (4, 8):
         # The adapter learned against the quantised weights: merge into their de-quantised values.
-        from fintune.config.schema import LLMRunConfig
         from fintune.llm.methods import quantization_config
 
         quant = quantization_config(LLMRunConfig(quant_bits=quant_bits), dtype)
@@ -64,14 +69,15 @@ def merge_adapter(
 
     adapter = Path(adapter)
     name = model or adapter_base(adapter) or ""
-    run = json.loads((adapter / "fintune_run.json").read_text()) if (adapter / "fintune_run.json").is_file() else {}
+    run = read_llm_run(adapter)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, str(resolve_model(name))))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    peft_model = attach_adapter(_float_base(name, int(run.get("quant_bits", 16)), dtype), adapter, name)
-    peft_model.eval()
-    before = _probe_logits(peft_model, tokenizer)
-    merged = peft_model.merge_and_unload()
+    quant_bits = run.quant_bits if run else LLMRunConfig().quant_bits
+    with_adapter = peft_model(_float_base(name, quant_bits, dtype), adapter, name)
+    with_adapter.eval()
+    before = _probe_logits(with_adapter, tokenizer)
+    merged = with_adapter.merge_and_unload()
     after = _probe_logits(merged, tokenizer)
     scale = before.abs().max().clamp(min=1.0)
     check = MergeCheck(
@@ -88,6 +94,14 @@ def merge_adapter(
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "fintune_merge.json").write_text(
-            json.dumps({"base_model": name, "adapter": str(adapter), "check": check.__dict__, "run": run}, indent=2)
+            json.dumps(
+                {
+                    "base_model": name,
+                    "adapter": str(adapter),
+                    "check": check.__dict__,
+                    "run": run.model_dump(mode="json") if run else {},
+                },
+                indent=2,
+            )
         )
     return check

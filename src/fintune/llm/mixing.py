@@ -13,6 +13,8 @@ import random
 from collections.abc import Mapping
 from typing import TypeVar
 
+from fintune.errors import UsageError
+
 T = TypeVar("T")
 STRATEGIES = ("proportional", "balanced", "weighted", "temperature")
 
@@ -22,16 +24,17 @@ def task_shares(
 ) -> dict[str, float]:
     """Each task's fraction of an epoch (summing to 1)."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown mixing strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
+        raise UsageError(f"unknown mixing strategy '{strategy}'; known: {', '.join(STRATEGIES)}")
     if strategy == "proportional":
         raw = {t: float(n) for t, n in sizes.items()}
     elif strategy == "balanced":
         raw = {t: 1.0 for t in sizes}
     elif strategy == "weighted":
-        missing = [t for t in sizes if not weights or t not in weights]
+        given = weights or {}
+        missing = [t for t in sizes if t not in given]
         if missing:
-            raise ValueError(f"mixing 'weighted' needs a weight for every task; missing: {', '.join(missing)}")
-        raw = {t: float(weights[t]) for t in sizes}
+            raise UsageError(f"mixing 'weighted' needs a weight for every task; missing: {', '.join(missing)}")
+        raw = {t: float(given[t]) for t in sizes}
     else:
         raw = {t: float(n) ** (1.0 / temperature) for t, n in sizes.items()}
     total = sum(raw.values())
@@ -70,7 +73,7 @@ def mix(
     sizes = {t: len(items) for t, items in per_task.items() if items}
     empty = [t for t, items in per_task.items() if not items]
     if empty:
-        raise ValueError(f"no examples for task(s): {', '.join(empty)}")
+        raise UsageError(f"no examples for task(s): {', '.join(empty)}")
     rng = random.Random(seed)
     counts = task_counts(task_shares(sizes, strategy, weights, temperature), sum(sizes.values()))
     mixed = [(t, item) for t, n in counts.items() for item in draw(per_task[t], n, rng)]

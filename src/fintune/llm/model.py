@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from fintune.config.saved import read_llm_run
+from fintune.errors import FintuneError, InputNotFoundError, UsageError
 from fintune.models.device import pick_device, pick_dtype
 from fintune.models.resolve import resolve_model
 
+if TYPE_CHECKING:
+    from peft import PeftModel
 
-class AdapterMismatchError(ValueError):
+
+class AdapterMismatchError(FintuneError, ValueError):
     """The adapter was trained on another base model (its shapes or layer names do not fit)."""
 
 
 def adapter_base(adapter: str | Path) -> str | None:
     """The base model an adapter folder was trained from (fintune's run config, else PEFT's own note)."""
     folder = Path(adapter)
-    run = folder / "fintune_run.json"
-    if run.is_file():
-        return json.loads(run.read_text()).get("base_model")
+    run = read_llm_run(folder)
+    if run is not None:
+        return run.base_model
     config = folder / "adapter_config.json"
     if not config.is_file():
-        raise FileNotFoundError(f"{folder}: not an adapter folder (no adapter_config.json)")
+        raise InputNotFoundError(f"{folder}: not an adapter folder (no adapter_config.json)")
     return json.loads(config.read_text()).get("base_model_name_or_path")
 
 
@@ -44,12 +50,13 @@ def load_causal_lm(
     """Base model (name defaults to the adapter's base) plus adapter; the adapter folder's tokenizer wins."""
     if name is None:
         if adapter is None:
-            raise ValueError("give a model or an adapter")
+            raise UsageError("give a model or an adapter")
         name = adapter_base(adapter) or ""
     folder = str(resolve_model(name))
     device = device or pick_device()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or pick_dtype(device)).to(device)
+    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or pick_dtype(device))
+    model = model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() with an explicit self
     if adapter is not None:
         model = attach_adapter(model, adapter, name)
     model.eval()
@@ -57,10 +64,15 @@ def load_causal_lm(
 
 
 def attach_adapter(model: PreTrainedModel, adapter: str | Path, base_name: str) -> PreTrainedModel:
+    return cast(PreTrainedModel, peft_model(model, adapter, base_name))  # a PeftModel forwards to the model
+
+
+def peft_model(model: PreTrainedModel, adapter: str | Path, base_name: str) -> PeftModel:
+    """`model` with the adapter folder's weights attached; AdapterMismatchError when they do not fit it."""
     from peft import PeftModel
 
     if not (Path(adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter}: not an adapter folder (no adapter_config.json)")
+        raise InputNotFoundError(f"{adapter}: not an adapter folder (no adapter_config.json)")
     try:
         return PeftModel.from_pretrained(model, str(adapter))
     except (RuntimeError, ValueError, KeyError) as exc:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from transformers import PreTrainedTokenizerBase
 
 from fintune.data.tasks import FinancialTask
+from fintune.errors import UsageError
 
 # FinLoRA's sentiment instruction; the label list comes from the task so prompt and scoring agree.
 SENTIMENT_INSTRUCTION = "What is the sentiment of this {kind}? Please choose an answer from {{{labels}}}."
@@ -69,12 +70,14 @@ def build_examples(task: FinancialTask, record: dict[str, Any]) -> list[Example]
         return [Example(prompt, record["summary"])]
     if "context" in record and "target" in record:  # FinLoRA {context, target}: the prompt is complete
         return [Example(record["context"], str(record["target"]))]
-    raise ValueError(f"task '{task.name}' has no prompt builder")
+    raise UsageError(f"task '{task.name}' has no prompt builder")
 
 
 def entities(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
     """(text, type) of each run of equal IO tags of an asked-about type."""
-    found, current, kind = [], [], None
+    found: list[tuple[str, str]] = []
+    current: list[str] = []
+    kind: str | None = None
     for token, tag in [*zip(tokens, tags, strict=True), ("", "O")]:
         if tag == kind and current:
             current.append(token)
@@ -111,5 +114,12 @@ def render_prompt(
     """The prompt as the model's chat template renders it, ending where the assistant's answer begins."""
     messages = chat_messages(prompt, system_prompt, history)
     if tokenizer.chat_template:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(tokenizer, messages, add_generation_prompt=True)
     return "\n".join(m["content"] for m in messages) + "\n"
+
+
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **kwargs: Any) -> str:
+    """The chat template's text for `messages` (the tokenizer must have a chat template)."""
+    # With tokenize=False apply_chat_template returns the rendered text; transformers annotates it with the
+    # union of every mode's result (token ids, batches, BatchEncoding).
+    return cast(str, tokenizer.apply_chat_template(messages, tokenize=False, **kwargs))

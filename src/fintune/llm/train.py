@@ -21,15 +21,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from trl import SFTConfig, SFTTrainer
 
 from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
+from fintune.config.saved import write_run
 from fintune.config.schema import LLMRunConfig
-from fintune.data.tasks import get_task
+from fintune.errors import OutputExistsError
 from fintune.llm import fast
-from fintune.llm.data import HOLDOUT_FRACTION, ExampleSet, file_examples, holdout, task_examples
+from fintune.llm.data import ExampleSet, training_sets
 from fintune.llm.encode import encode_example
-from fintune.llm.methods import check_method_device, lora_config, quantization_config
+from fintune.llm.methods import check_method_device, keep_4bit_layers_trainable, lora_config, quantization_config
 from fintune.llm.mixing import mix
 from fintune.models.device import pick_device, pick_dtype
 from fintune.models.resolve import resolve_model
+from fintune.progress import progress_on_stderr
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +62,8 @@ class LLMTrainResult:
 def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainData:
     """Training examples mixed across the run's tasks, and a validation set per task."""
     weights = cfg.task_weights
-    sets: dict[str, ExampleSet] = {}
-    evals: dict[str, list[Any]] = {}
-    notes: list[str] = []
-    if not weights:
-        if not cfg.dataset_path:
-            raise ValueError("give a task (task / tasks) or a data file (dataset_path)")
-        sets["data"] = file_examples(cfg.dataset_path, skip_invalid=skip_invalid)
-        if cfg.eval_path:
-            evals["data"] = file_examples(cfg.eval_path).examples
-    for name in weights:
-        task = get_task(name)
-        path = cfg.dataset_path if len(weights) == 1 and cfg.dataset_path else None
-        sets[name] = task_examples(task, path, "train", skip_invalid)
-        if len(weights) == 1 and cfg.eval_path:
-            evals[name] = task_examples(task, cfg.eval_path, "dev").examples
-        elif "dev" in task.splits:
-            evals[name] = task_examples(task, None, "dev").examples
-    for name, ex_set in sets.items():
-        if name not in evals:
-            ex_set.examples, evals[name] = holdout(ex_set.examples, HOLDOUT_FRACTION, cfg.eval_limit, cfg.seed)
-            notes.append(f"{name}: validation is a held-out {len(evals[name])} of the training examples")
+    selected = training_sets(cfg, skip_invalid)
+    sets, evals, notes = selected.train, selected.validation, selected.notes
     per_task = {name: s.examples for name, s in sets.items()}
     if cfg.debug:
         per_task = {name: ex[:DEBUG_EXAMPLES] for name, ex in per_task.items()}
@@ -112,13 +95,16 @@ def load_base(cfg: LLMRunConfig, device: str) -> tuple[Any, PreTrainedTokenizerB
         kwargs["device_map"] = {"": device if device != "cuda" else 0}
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if quant is None:
-        model = model.to(device)
+        model = model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() with an explicit self
+    else:
+        keep_4bit_layers_trainable(model)  # validation passes would otherwise repack them on bf16 CPUs
     return model, tokenizer, dtype
 
 
 def train_llm(
     cfg: LLMRunConfig,
     output: str | Path,
+    *,
     use_gpu: bool | None = None,
     overwrite: bool = False,
     resume: bool = True,
@@ -127,7 +113,7 @@ def train_llm(
 ) -> LLMTrainResult:
     output = Path(output)
     if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists; choose another output or pass --overwrite")
+        raise OutputExistsError(f"{output} already exists; choose another output or pass --overwrite")
     device = pick_device(use_gpu)
     check_method_device(cfg, device)
     data = load_train_data(cfg, skip_invalid)  # before the model: bad data fails in seconds
@@ -153,6 +139,7 @@ def train_llm(
         callbacks=[EpochLogCallback(), *(callbacks or [])],
         dora_magnitude_lr=cfg.dora_magnitude_lr,
     )
+    progress_on_stderr(trainer)
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
     checkpoint = last_checkpoint(work)
@@ -239,10 +226,14 @@ def _save(
     data: LLMTrainData,
     result: LLMTrainResult,
 ) -> None:
+    if trainer.model is None:
+        raise RuntimeError("the trainer has no model to save (fintune always builds it with one)")
     with atomic_dir(result.output, overwrite=True) as tmp:
-        trainer.model.save_pretrained(tmp)
+        # the PEFT-wrapped model; Trainer types it PreTrainedModel | nn.Module, and on nn.Module mypy resolves
+        # save_pretrained through __getattr__ (a Tensor or Module)
+        trainer.model.save_pretrained(tmp)  # type: ignore[operator]
         tokenizer.save_pretrained(tmp)
-        (tmp / "fintune_run.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        write_run(tmp, cfg)
         metrics = {
             "train_seconds": result.train_seconds,
             "examples": result.examples,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fintune.errors import FintuneError
 from fintune.models.gguf import cache_dir_for, convert_gguf
 from fintune.models.registry import ALIASES
 
 log = logging.getLogger(__name__)
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(FintuneError, RuntimeError):
     """A model could not be found locally nor fetched."""
 
 

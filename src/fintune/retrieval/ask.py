@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fintune.retrieval.search import Searcher
 from fintune.retrieval.stores.base import Hit
+
+if TYPE_CHECKING:
+    from fintune.llm.inference import InferenceSettings
 
 NOT_FOUND = "The passages do not contain the answer."
 INSTRUCTION = (
@@ -92,20 +95,20 @@ class Answerer:
         k: int = 4,
         min_score: float = MIN_SCORE,
         max_new_tokens: int = 96,
-        system_prompt: str | None = "You are a Professional financial assistant.",
+        system_prompt: str | None = None,  # None: the adapter's training prompt, else the recipe's; "" for none
     ):
         self.searcher = searcher
-        self.llm = llm if llm or adapter else "smollm2"  # with only an adapter: the adapter's base model
+        self.llm = llm  # None: the adapter's base model, else the default one
         self.adapter = adapter
         self.k, self.min_score, self.max_new_tokens = k, min_score, max_new_tokens
         self.system_prompt = system_prompt
         self._model: Any = None
 
-    def _load(self) -> tuple[Any, Any]:
+    def _load(self) -> tuple[Any, Any, InferenceSettings]:
         if self._model is None:
-            from fintune.llm.model import load_causal_lm
+            from fintune.llm.inference import load_for_inference
 
-            self._model = load_causal_lm(self.llm, adapter=self.adapter)
+            self._model = load_for_inference(self.llm, self.adapter, self.system_prompt)
         return self._model
 
     def ask(self, question: str, filter: dict[str, Any] | None = None) -> Answer:
@@ -116,11 +119,14 @@ class Answerer:
             return Answer(question, NOT_FOUND, False, [], False, hits, [note])
         from fintune.llm.encode import encode_prompt
         from fintune.llm.generate import generate_batched
+        from fintune.llm.inference import context_length
         from fintune.llm.prompts import Example
 
-        model, tokenizer = self._load()
-        budget = 4096 - self.max_new_tokens
-        ids, truncated = encode_prompt(tokenizer, Example(rag_prompt(question, hits), ""), self.system_prompt, budget)
+        model, tokenizer, settings = self._load()
+        # k passages make a prompt longer than any training example: the model's context is the limit here
+        budget = context_length(model) - self.max_new_tokens
+        prompt = Example(rag_prompt(question, hits), "")
+        ids, truncated = encode_prompt(tokenizer, prompt, settings.system_prompt, budget)
         text = generate_batched(model, tokenizer, [ids], self.max_new_tokens, 1, progress=False).answers[0]
         notes = ["the prompt was truncated to fit the context"] if truncated else []
         if says_not_found(text):

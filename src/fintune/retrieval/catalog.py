@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
+
+from fintune.errors import FintuneError, UsageError
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 Status = Literal["building", "ready", "retired"]
 
 
-class StoreError(RuntimeError):
+class StoreError(FintuneError, RuntimeError):
     """A store cannot be reached or used as asked: the message says why and what to do."""
 
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise ValueError(
+        raise UsageError(
             f"collection name {name!r}: use a letter then letters, digits or underscores (at most 48 characters)"
         )
     return name
@@ -90,9 +94,7 @@ class Catalog:
             "fintune_aliases": f"CREATE TABLE fintune_aliases (alias {t} PRIMARY KEY, collection {t} NOT NULL)",
         }
         for table, ddl in statements.items():
-            if not table_exists(table):
-                self._execute(ddl)
-        self.conn.commit()
+            create_table_once(self.conn, self.dialect.sql(ddl), partial(table_exists, table))
 
     def _execute(self, statement: str, params: tuple = ()) -> list[tuple]:
         return execute(self.conn, self.dialect.sql(statement), params)
@@ -178,6 +180,20 @@ class Catalog:
     def remove(self, name: str) -> None:
         self._execute("DELETE FROM fintune_collections WHERE name = ?", (name,))
         self.conn.commit()
+
+
+def create_table_once(conn: Any, ddl: str, exists: Callable[[], bool]) -> None:
+    """Run `ddl` unless its table exists. Stores serialise their set-up under a lock; where a store has
+    none that can exist before its tables (HANA), a concurrent creator's 'already exists' is no failure."""
+    if exists():
+        return
+    try:
+        execute(conn, ddl)
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        if not exists():  # not a concurrent creator: a real failure
+            raise
 
 
 def execute(conn: Any, statement: str, params: tuple = ()) -> list[tuple]:

@@ -16,6 +16,7 @@ from typing import Any
 from fintune.data.beir import is_beir_folder
 from fintune.data.errors import DataError, RecordError, summarize_skips
 from fintune.data.readers import read_rows
+from fintune.log import first_reports
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ def read_corpus(path: str | Path, skip_invalid: bool = False) -> Corpus:
         corpus.docs.append(doc)
     if corpus.errors and not skip_invalid:
         raise DataError(corpus.errors, total=len(corpus.docs) + len(corpus.errors))
-    if corpus.errors:
-        log.warning("%s: %s", source, summarize_skips(corpus.errors))
+    if fresh := first_reports(corpus.errors):  # once per bad record and process, not once per read
+        log.warning("%s: %s", source, summarize_skips(fresh))
     if not corpus.docs:
         raise DataError([RecordError(source, 1, None, "no records with an id and a text")])
     return corpus

@@ -3,6 +3,10 @@
 A re-run skips documents whose id and content hash are already stored, so an interrupted run is
 completed by running it again and nothing is duplicated. The alias (the collection name users search)
 moves to a version only once that version holds the whole corpus.
+
+Runs writing one collection at once take turns under the store's lock on it: choosing the version, each
+batch's read-skip-upsert (so each document is reported added by exactly one run) and the final catalog
+update, whose document count is the store's row count.
 """
 
 from __future__ import annotations
@@ -45,17 +49,17 @@ class IndexResult:
 
 def target_version(
     store: Store, logical: str, model: str, dimension: int, prefix: bool, fields: list[str], reembed: bool
-) -> tuple[CollectionInfo, str | None]:
-    """The physical collection to write, and the one the alias points at now (if any)."""
+) -> CollectionInfo:
+    """The physical collection to write: the live one, an interrupted build with this model, or a new one."""
     check_name(logical)
     live = store.catalog.alias(logical)
     versions = store.catalog.versions(logical)
     current = store.catalog.get(live) if live else None
     if current is not None and current.model == model and current.prefix == prefix:
-        return current, live
+        return current
     building = [v for v in versions if v.status == "building" and v.model == model and v.prefix == prefix]
-    if building:  # an interrupted run with this model: resume it
-        return building[-1], live
+    if building:  # an interrupted run with this model, or one still running: continue it
+        return building[-1]
     if current is not None and not reembed:
         raise StoreError(
             f"collection {logical!r} was built with model {current.model!r} ({current.dimension} dims); "
@@ -77,7 +81,7 @@ def target_version(
     )
     store.create_collection(info)
     store.catalog.add(info)
-    return info, live
+    return info
 
 
 def index_corpus(
@@ -94,40 +98,64 @@ def index_corpus(
 ) -> IndexResult:
     start = time.perf_counter()
     key = model_key(model)
+    check_name(collection)
     embeddings = embeddings or FinancialEmbeddings(model, add_financial_prefix=add_financial_prefix)
-    info, live = target_version(
-        store, collection, key, embeddings.dimension, add_financial_prefix, corpus.metadata_fields, reembed
-    )
+    with store.lock(collection):  # concurrent runs agree on one version to fill
+        info = target_version(
+            store, collection, key, embeddings.dimension, add_financial_prefix, corpus.metadata_fields, reembed
+        )
     if info.dimension != embeddings.dimension:
         raise StoreError(f"{info.name} holds {info.dimension}-dim vectors; {model} makes {embeddings.dimension}")
     result = IndexResult(collection, info.name, key, skipped_invalid=len(corpus.errors))
     bar = tqdm(total=len(corpus.docs), desc=f"index {info.name}", unit="doc", disable=not progress)
     for begin in range(0, len(corpus.docs), batch_size):
         batch = corpus.docs[begin : begin + batch_size]
-        stored = store.hashes(info.name, [d.id for d in batch])
-        todo = [d for d in batch if stored.get(d.id) != d.content_hash]
-        result.unchanged += len(batch) - len(todo)
-        result.updated += sum(d.id in stored for d in todo)
-        result.added += sum(d.id not in stored for d in todo)
-        if todo:
-            store.upsert(info.name, _rows(embeddings, todo))
+        # Read, embed and upsert in one turn: no other run can store these ids in between. Embedding
+        # inside the lock also means concurrent runs share the work instead of each embedding everything.
+        with store.lock(collection):
+            _index_batch(store, info.name, embeddings, batch, result)
         bar.update(len(batch))
     bar.close()
-    result.index_note = store.build_index(info.name)
-    store.catalog.mark(info.name, "ready", store.count(info.name))
-    if live != info.name:
-        store.catalog.point(collection, info.name)
-        result.switched_from = live
-        if live:
-            store.catalog.mark(live, "retired")
-            if drop_old:
-                store.drop_collection(live)
-                store.catalog.remove(live)
-                result.notes.append(f"dropped the previous version {live}")
-            else:
-                result.notes.append(f"kept the previous version {live} (retired); --drop-old removes it")
+    with store.lock(collection):
+        result.index_note = store.build_index(info.name)
+        store.catalog.mark(info.name, "ready", store.count(info.name))  # the rows stored, whoever wrote them
+        _go_live(store, collection, info.name, drop_old, result)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _index_batch(
+    store: Store, name: str, embeddings: FinancialEmbeddings, batch: list[CorpusDoc], result: IndexResult
+) -> None:
+    """Upsert the documents of `batch` that are new or changed; count what was added, updated, unchanged."""
+    stored = store.hashes(name, [d.id for d in batch])
+    todo = [d for d in batch if stored.get(d.id) != d.content_hash]
+    result.unchanged += len(batch) - len(todo)
+    result.updated += sum(d.id in stored for d in todo)
+    result.added += sum(d.id not in stored for d in todo)
+    if todo:
+        store.upsert(name, _rows(embeddings, todo))
+
+
+def _go_live(store: Store, logical: str, name: str, drop_old: bool, result: IndexResult) -> None:
+    """Point the alias at the finished version and retire the one it replaces.
+
+    The live version is read now, under the lock: a concurrent run may already have switched it.
+    """
+    live = store.catalog.alias(logical)
+    if live == name:
+        return
+    store.catalog.point(logical, name)
+    result.switched_from = live
+    if not live:
+        return
+    store.catalog.mark(live, "retired")
+    if drop_old:
+        store.drop_collection(live)
+        store.catalog.remove(live)
+        result.notes.append(f"dropped the previous version {live}")
+    else:
+        result.notes.append(f"kept the previous version {live} (retired); --drop-old removes it")
 
 
 def _rows(embeddings: FinancialEmbeddings, docs: list[CorpusDoc]) -> list[Row]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from fintune.config.saved import read_export
 from fintune.models.resolve import model_key
 from fintune.retrieval.catalog import CollectionInfo, StoreError
 from fintune.retrieval.embeddings import FinancialEmbeddings
@@ -51,9 +50,5 @@ def same_model(model: str, recorded: str) -> bool:
     key = model_key(model)
     if key == recorded:
         return True
-    from fintune.embed.export import EXPORT_FILE
-
-    meta_path = Path(key) / EXPORT_FILE
-    if meta_path.is_file():
-        return model_key(json.loads(meta_path.read_text()).get("source_model", "")) == recorded
-    return False
+    export = read_export(key)
+    return export is not None and model_key(export.source_model) == recorded

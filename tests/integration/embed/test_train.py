@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from fintune.config.schema import EmbedRunConfig
 from fintune.embed.train import train_embedder, work_dir
+from fintune.models.resolve import resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -64,39 +68,69 @@ def test_bad_training_file_leaves_nothing_behind(tmp_path):
     assert not output.exists() and not work_dir(output).exists()
 
 
-def test_resume_continues_from_the_last_checkpoint(beir_slice, tmp_path):
-    output = tmp_path / "resumed"
-    config = EmbedRunConfig(data=str(beir_slice), output=str(output), batch_size=16, epochs=1)
+class _Killed(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
 
-    from transformers import TrainerCallback
+class _KillAtStep(TrainerCallback):
+    """Checkpoint at `step` (whatever save_steps says), then die as a killed process would."""
 
-    class KillAfterCheckpoint(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            raise Stop("killed after a checkpoint")
+    def __init__(self, step):
+        self.step = step
 
-    import fintune.embed.train as train_module
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
 
-    original = train_module._training_args
+    def on_save(self, args, state, control, **kwargs):
+        raise _Killed
 
-    def save_often(*args, **kwargs):
-        out = original(*args, **kwargs)
-        out.save_steps = 4
-        return out
 
-    train_module._training_args = save_often
-    try:
-        with pytest.raises(Stop):
-            train_embedder(config, evaluate=False, callbacks=[KillAfterCheckpoint()])
-        assert (work_dir(output) / "checkpoint-4").is_dir() and not output.exists()
-        result = train_embedder(config, evaluate=False)
-    finally:
-        train_module._training_args = original
-    assert output.is_dir() and result.examples == 160
-    state = json.loads((output / "fintune_metrics.json").read_text())
-    assert state["train_seconds"] > 0
+class _Steps(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(beir_slice, tmp_path):
+    def config(name):  # 160 pairs in batches of 16: 10 steps
+        return EmbedRunConfig(
+            data=str(beir_slice), output=str(tmp_path / name), batch_size=16, epochs=1, hard_negatives=0
+        )
+
+    straight = train_embedder(config("straight"), evaluate=False)
+    with pytest.raises(_Killed):
+        train_embedder(config("resumed"), evaluate=False, callbacks=[_KillAtStep(4)])
+    assert (work_dir(tmp_path / "resumed") / "checkpoint-4").is_dir() and not (tmp_path / "resumed").exists()
+    taken = _Steps()
+    result = train_embedder(config("resumed"), evaluate=False, callbacks=[taken])
+    assert straight.steps == result.steps == 10
+    assert result.resumed_from_step == 4 and taken.steps == list(range(5, 11))  # continued, did not start over
+    # counted batch by batch, across the kill for the resumed run (not 160: see the sampler test below)
+    assert result.examples == straight.examples > 16 * 8
+    metrics = json.loads((tmp_path / "resumed" / "fintune_metrics.json").read_text())
+    assert metrics["examples"] == straight.examples and metrics["resumed_from_step"] == 4
+    # weights, optimizer, scheduler, batch order and dropout RNG restored: the same model as one run
+    base = load_file(resolve_model("minilm") / "model.safetensors")
+    expected = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    assert any(not torch.equal(expected[k], base[k]) for k in expected if k in base)  # training moved them
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_every_training_pair_of_the_slice_is_trained_each_epoch(beir_slice):
+    from fintune.embed.examples import load_training_data
+    from fintune.embed.sampler import LengthBucketBatchSampler
+
+    data = load_training_data(beir_slice, split="train")
+    assert len(data.dataset) == 160
+    sampler = LengthBucketBatchSampler(data.dataset, batch_size=16, drop_last=False, seed=42)
+    trained = list(sampler)[: len(sampler)]  # the Trainer takes len(sampler) batches an epoch
+    assert sorted(i for batch in trained for i in batch) == list(range(160))
 
 
 def test_cli_train_then_compare_writes_reports(beir_slice, tmp_path):

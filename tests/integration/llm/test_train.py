@@ -19,6 +19,8 @@ from fintune.llm.model import load_causal_lm
 from fintune.llm.train import load_train_data, train_llm
 from tests.unit.llm.conftest import make_tiny_llm
 
+pytestmark = pytest.mark.slow  # the real shared data, SmolLM2, two-process training
+
 
 def test_multi_task_mixing_on_real_files(shared_data):
     cfg = LLMRunConfig(tasks={"fpb": 1.0, "ner": 1.0}, mixing="balanced")
@@ -43,7 +45,6 @@ def test_eval_of_a_train_only_task_scores_exactly_the_slice_training_held_out(sh
     assert {e.prompt for e in other_seed.examples} != {e.prompt for e in held.examples}
 
 
-@pytest.mark.slow
 def test_smollm2_lora_debug_run_learns_and_scores(shared_data, fpb_dev_rows, tmp_path):
     out = tmp_path / "adapter"
     result = train_llm(LLMRunConfig(task="fpb", debug=True), out)
@@ -55,7 +56,6 @@ def test_smollm2_lora_debug_run_learns_and_scores(shared_data, fpb_dev_rows, tmp
     assert scored.metrics["mean_new_tokens"] < 4  # a label and the end of the turn, not max_new_tokens
 
 
-@pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(tmp_path):
     model_dir = make_tiny_llm(tmp_path / "tiny", num_hidden_layers=2)
     data = tmp_path / "fpb.jsonl"

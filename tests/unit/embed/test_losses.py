@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fintune.config.schema import EmbedRunConfig
-from fintune.embed.losses import LOSS_SHAPES, MarginRankingLoss, build_loss, check_loss_fits
+from fintune.embed.losses import LOSS_SHAPES, MarginRankingLoss, WeightedLoss, build_loss, check_loss_fits
 
 
 def features(model, texts):
@@ -28,10 +28,20 @@ def test_every_named_loss_builds_and_gives_a_finite_differentiable_value(tiny_mo
         tiny_model.zero_grad()
 
 
-def test_margin_ranking_is_zero_when_every_positive_wins_by_the_margin(tiny_model):
-    loss = MarginRankingLoss(tiny_model, margin=0.0)
-    feats = [features(tiny_model, ["alpha"]), features(tiny_model, ["alpha"])]
-    assert loss(feats).item() == 0.0  # no negatives in a batch of one
+def fixed_embeddings(monkeypatch, model, *columns):
+    """The model returns these embeddings, one column per forward call, in order."""
+    calls = iter(columns)
+    monkeypatch.setattr(model, "forward", lambda f: {"sentence_embedding": next(calls)})
+
+
+def test_margin_ranking_is_zero_only_when_every_positive_wins_by_the_margin(tiny_model, monkeypatch):
+    # each query's positive has cosine 1 and its in-batch negative cosine 0: a gap of 1
+    queries, positives = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    feats = [features(tiny_model, ["a", "b"]), features(tiny_model, ["c", "d"])]
+    for margin, expected in ((1.0, 0.0), (0.5, 0.0), (1.5, 0.5)):
+        fixed_embeddings(monkeypatch, tiny_model, queries, positives)
+        loss = MarginRankingLoss(tiny_model, margin=margin, not_irrelevant_only=False)
+        assert loss(feats).item() == pytest.approx(expected), margin
 
 
 def test_margin_ranking_hinge_by_hand(tiny_model, monkeypatch):
@@ -59,8 +69,10 @@ def test_margin_ranking_difference_thresholds_drop_pairs(tiny_model, monkeypatch
 
 
 def test_duplicate_positive_is_not_an_in_batch_negative(tiny_model):
-    loss = MarginRankingLoss(tiny_model, margin=2.0, not_irrelevant_only=True)
     feats = [features(tiny_model, ["q1", "q2"]), features(tiny_model, ["same doc", "same doc"])]
+    kept = MarginRankingLoss(tiny_model, margin=2.0, not_irrelevant_only=False)
+    assert kept(feats).item() == pytest.approx(2.0)  # as a negative, the copy ties with the positive: hinge 2
+    loss = MarginRankingLoss(tiny_model, margin=2.0, not_irrelevant_only=True)
     assert loss(feats).item() == 0.0  # the only in-batch "negative" is the query's own passage
 
 
@@ -74,3 +86,74 @@ def test_symmetric_mnrl_ranks_both_ways(tiny_model):
     both = build_loss("cached-mnrl", tiny_model, EmbedRunConfig(symmetric=True))
     assert tuple(plain.directions) == ("query_to_doc",)
     assert tuple(both.directions) == ("query_to_doc", "doc_to_query")
+
+
+# Three queries, their positives and one hard negative each; unnormalised, so the loss must take cosines.
+QUERIES = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+POSITIVES = torch.tensor([[0.8, 0.6], [0.0, 2.0], [1.0, 1.0]])
+NEGATIVES = torch.tensor([[0.0, 1.0], [3.0, 0.0], [-1.0, 0.2]])
+
+
+def cosines(a, b):
+    return (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T
+
+
+def mnrl_by_hand(queries, positives, negatives=None, scale=20.0, symmetric=False):
+    """Mean over queries of -log softmax: the query's positive against every positive and negative in the
+    batch (and, symmetric, every query against the positive, in one joint softmax: sentence-transformers')."""
+    docs = positives if negatives is None else torch.cat([positives, negatives])
+    total = 0.0
+    for i in range(len(queries)):
+        logits = scale * cosines(queries[i : i + 1], docs)[0]
+        if symmetric:
+            logits = torch.cat([logits, scale * cosines(positives[i : i + 1], queries)[0]])
+        total += torch.log(torch.exp(logits).sum()) - scale * cosines(queries[i : i + 1], positives[i : i + 1])[0, 0]
+    return total / len(queries)
+
+
+@pytest.mark.parametrize("with_negatives", [False, True])
+def test_mnrl_is_cross_entropy_over_scaled_cosines(tiny_model, with_negatives):
+    loss = build_loss("mnrl", tiny_model, EmbedRunConfig())
+    columns = [QUERIES, POSITIVES, NEGATIVES] if with_negatives else [QUERIES, POSITIVES]
+    expected = mnrl_by_hand(QUERIES, POSITIVES, NEGATIVES if with_negatives else None)
+    assert 0.1 < expected < 10
+    assert loss.compute_loss_from_embeddings(columns, None).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_symmetric_mnrl_also_ranks_the_queries_for_each_positive(tiny_model):
+    both = build_loss("mnrl", tiny_model, EmbedRunConfig(symmetric=True))
+    value = both.compute_loss_from_embeddings([QUERIES, POSITIVES], None).item()
+    assert value == pytest.approx(mnrl_by_hand(QUERIES, POSITIVES, symmetric=True).item(), rel=1e-5)
+    assert value != pytest.approx(mnrl_by_hand(QUERIES, POSITIVES).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mnrl", "margin-ranking"])
+def test_loss_falls_as_a_positive_moves_closer_and_rises_as_it_moves_away(tiny_model, monkeypatch, name):
+    loss = build_loss(name, tiny_model, EmbedRunConfig(margin=2.0, not_irrelevant_only=False))
+    feats = [features(tiny_model, ["a", "b", "c"]), features(tiny_model, ["d", "e", "f"])]
+
+    def value(first_positive):
+        positives = POSITIVES.clone()
+        positives[0] = torch.tensor(first_positive)
+        fixed_embeddings(monkeypatch, tiny_model, QUERIES, positives)
+        return loss(feats, None).item()
+
+    # the first query is (1, 0); its positive is at 37 degrees from it
+    now, closer, farther = value([0.8, 0.6]), value([0.95, 0.31]), value([0.3, 0.95])
+    assert closer < now < farther
+
+
+def test_cached_mnrl_computes_the_same_loss_as_mnrl(tiny_model):
+    tiny_model.eval()  # no dropout: both see the same embeddings
+    feats = [features(tiny_model, ["q one", "q two", "q three"]), features(tiny_model, ["d one", "d two", "d x"])]
+    plain = build_loss("mnrl", tiny_model, EmbedRunConfig())(feats, None).item()
+    cached = build_loss("cached-mnrl", tiny_model, EmbedRunConfig(batch_size=2))(feats, None).item()
+    assert plain > 0 and cached == pytest.approx(plain, rel=1e-5)
+
+
+def test_weighted_loss_scales_the_inner_loss():
+    class Constant(torch.nn.Module):
+        def forward(self, sentence_features, labels=None):
+            return torch.tensor(2.5)
+
+    assert WeightedLoss(Constant(), 0.3)([], None).item() == pytest.approx(0.75)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from datasets import Dataset
 
@@ -65,3 +66,60 @@ def test_augmentation_is_deterministic_and_changes_text():
     import random
 
     assert misspell("revenue increased strongly", random.Random(0), rate=1.0) != "revenue increased strongly"
+
+
+def _pairs_config(tiny_bert_dir, tmp_path, rows: int, **settings):
+    from fintune.config.schema import EmbedRunConfig
+    from tests.conftest import write_jsonl
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": f"q{i}", "positive": f"p{i}"} for i in range(rows)])
+    return EmbedRunConfig(model=str(tiny_bert_dir), data=str(data), output=str(tmp_path / "m"), **settings)
+
+
+def test_examples_are_counted_as_trained_not_taken_from_the_config(tiny_bert_dir, tmp_path):
+    from fintune.embed.train import prepare_training, run_training
+
+    # 10 pairs in batches of 4, 4 and 2 for 2.5 epochs: 8 steps, the last epoch's first two batches (4+4 or 4+2)
+    setup = prepare_training(_pairs_config(tiny_bert_dir, tmp_path, 10, batch_size=4, epochs=2.5), evaluate=False)
+    result = run_training(setup, resume=False)
+    assert result.steps == 8 and result.examples in (10 + 10 + 8, 10 + 10 + 6)  # not the config's 10 * 2.5
+    assert result.pairs_per_s == pytest.approx(result.examples / result.train_seconds)
+
+
+def test_throughput_after_a_resume_covers_the_whole_run(tiny_bert_dir, tmp_path, monkeypatch):
+    import json
+
+    from transformers import TrainerCallback
+
+    import fintune.embed.train as train_module
+    from fintune.artifacts import work_dir
+    from fintune.embed.clock import CLOCK_FILE
+
+    class Killed(Exception):
+        pass
+
+    class KillAtFirstCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise Killed
+
+    original = train_module._training_args
+
+    def save_every_2_steps(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.save_steps = 2
+        return out
+
+    monkeypatch.setattr(train_module, "_training_args", save_every_2_steps)
+    config = _pairs_config(tiny_bert_dir, tmp_path, 24, batch_size=4)  # 6 steps
+    with pytest.raises(Killed):
+        train_module.train_embedder(config, evaluate=False, callbacks=[KillAtFirstCheckpoint()])
+    saved = json.loads((work_dir(tmp_path / "m") / "checkpoint-2" / CLOCK_FILE).read_text())
+    assert saved["examples"] == 8 and saved["seconds"] > 0
+
+    result = train_module.train_embedder(config, evaluate=False)
+    assert result.resumed_from_step == 2 and result.steps == 6
+    assert result.examples == 24  # 8 before the kill + 16 after, not 16 and not a figure from the config
+    assert result.train_seconds > saved["seconds"]
+    metrics = json.loads((tmp_path / "m" / "fintune_metrics.json").read_text())
+    assert metrics["examples"] == 24 and metrics["resumed_from_step"] == 2
+    assert "resumed from step 2" in (tmp_path / "m" / "README.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -36,18 +37,31 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
+@pytest.fixture(params=["bf16-cpu", "fp32-cpu"])
+def cpu_kind(request, monkeypatch) -> torch.dtype:
+    """Pretend to be a CPU with native bf16 or one without, for fintune's dtype and bitsandbytes' own probe."""
+    import bitsandbytes.nn.modules
+
+    from fintune.models import device
+
+    native_bf16 = request.param == "bf16-cpu"
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: native_bf16)
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: native_bf16)
+    return device.pick_dtype("cpu")
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return make_tokenizer()
 
 
-def make_tiny_llm(folder, num_hidden_layers: int = 3):
+def make_tiny_llm(folder, num_hidden_layers: int = 3, hidden_size: int = 32):
     """Save a tiny random Llama and the word-level tokenizer into `folder`."""
     tok = make_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -3,7 +3,9 @@
 import json
 
 import pytest
+import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from fintune.config.schema import LLMRunConfig
@@ -11,6 +13,14 @@ from fintune.data.tasks import get_task
 from fintune.llm.evaluate import evaluate_generation
 from fintune.llm.model import load_causal_lm
 from fintune.llm.train import train_llm, work_dir
+from tests.unit.llm.conftest import make_tiny_llm
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory):
+    """The tiny Llama from a fixed seed (the shared fixture's weights depend on what ran before)."""
+    torch.manual_seed(1)
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm_seeded"))
 
 
 def _cfg(model_dir, data, **kw):
@@ -67,7 +77,10 @@ def test_training_lowers_the_answer_loss_and_answers_score(trained):
     result = evaluate_generation(model, tokenizer, get_task("fpb"), rows, batch_size=3, progress=False)
     assert len(result.predictions) == 6 and result.metrics["records"] == 6
     assert {p["gold"] for p in result.predictions} == {"positive", "negative", "neutral"}
-    assert result.metrics["accuracy"] > 0.3  # a label is found in the answers (chance with no label: 0)
+    # Balanced classes: a constant answer scores 1/3 with one distinct label (what this base model does
+    # on some seeds). Over seeds 0-4 the tuned model scores 2/3 or 1 with two or three labels.
+    assert len({p["predicted"] for p in result.predictions}) >= 2
+    assert result.metrics["accuracy"] >= 2 / 3
 
 
 class _Stop(TrainerCallback):
@@ -75,15 +88,66 @@ class _Stop(TrainerCallback):
         raise KeyboardInterrupt
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(tiny_llm_dir, fpb_file, tmp_path):
+class _Steps(TrainerCallback):
+    """The optimizer steps this run actually takes."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def _resume_cfg(model_dir, data, save_steps=100):
+    # 24 examples, 8 a step: 3 steps an epoch, so 8 steps cross two epoch boundaries. Dropout makes
+    # every step draw from the RNG, so a resumed run only matches if the RNG state is restored too.
+    return _cfg(
+        model_dir, data, max_steps=8, save_steps=save_steps, logging_steps=1, lora_dropout=0.1, eval_each_epoch=False
+    )
+
+
+def _losses(result):
+    return {h["step"]: h["loss"] for h in result.history if "loss" in h}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_llm_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    data = folder / "fpb.jsonl"
+    rows = [("profit rose", "positive"), ("sales fell", "negative"), ("sales were flat", "neutral")] * 8
+    data.write_text(
+        "".join(json.dumps({"id": f"r{i}", "text": t, "label": lab}) + "\n" for i, (t, lab) in enumerate(rows))
+    )
+    out = folder / "adapter"
+    return train_llm(_resume_cfg(tiny_llm_dir, data), out), load_file(out / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize(
+    "stop_at",
+    [
+        2,  # mid first epoch
+        3,  # at an epoch boundary
+        4,  # mid second epoch: the epoch's order is drawn again from seed + epoch
+    ],
+)
+def test_interrupted_run_resumes_exactly_where_it_stopped(tiny_llm_dir, fpb_file, tmp_path, uninterrupted, stop_at):
+    reference, reference_weights = uninterrupted
     out = tmp_path / "adapter"
-    cfg = _cfg(tiny_llm_dir, fpb_file, max_steps=8, save_steps=4, eval_path=None)
+    cfg = _resume_cfg(tiny_llm_dir, fpb_file, save_steps=stop_at)
     with pytest.raises(KeyboardInterrupt):
         train_llm(cfg, out, callbacks=[_Stop()])
     assert not out.exists()  # nothing half-written
-    assert (work_dir(out) / "checkpoint-4").is_dir()
-    result = train_llm(cfg, out)
-    assert result.steps == 8
-    steps = [h["step"] for h in result.history if "loss" in h]
-    assert steps[0] == 5 or 4 not in steps  # the second run continued after step 4 instead of starting over
-    assert out.is_dir() and not work_dir(out).exists()
+    assert (work_dir(out) / f"checkpoint-{stop_at}").is_dir()
+    taken = _Steps()
+    result = train_llm(cfg, out, callbacks=[taken])
+    assert taken.steps == list(range(stop_at + 1, 9))  # continued after the checkpoint, did not start over
+    assert result.steps == 8 and out.is_dir() and not work_dir(out).exists()
+    # weights, optimizer, scheduler, data order and RNG restored: the same losses and adapter as one run
+    expected = _losses(reference)
+    assert sorted(expected) == list(range(1, 9))
+    assert _losses(result) == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert result.tokens == reference.tokens
+    weights = load_file(out / "adapter_model.safetensors")
+    assert weights.keys() == reference_weights.keys()
+    for name, value in reference_weights.items():
+        torch.testing.assert_close(weights[name], value, rtol=1e-6, atol=1e-7, msg=name)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
+import pytest
+
 from fintune.retrieval.ask import NOT_FOUND, Answerer, attribute, cited_ids, rag_prompt, says_not_found
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.search import open_collection
@@ -42,12 +47,75 @@ def test_a_question_no_passage_is_about_is_answered_without_the_llm(store, corpu
     assert "below 1.01" in answer.notes[0] and answerer._model is None  # the LLM was never loaded
 
 
-def test_the_llm_answers_from_the_passages(store, corpus, tiny_embeddings, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    import torch
+
     from tests.unit.llm.conftest import make_tiny_llm
 
-    llm = make_tiny_llm(tmp_path / "llm")
+    torch.manual_seed(0)
+    return make_tiny_llm(tmp_path_factory.mktemp("llm"))
+
+
+QUESTION = "How much revenue did Company7 report?"
+
+
+def test_the_llm_answers_from_the_passages(store, corpus, tiny_embeddings, tiny_llm):
     index_corpus(store, "docs", corpus, model=tiny_embeddings.model_name, embeddings=tiny_embeddings)
-    answerer = Answerer(open_collection(store, "docs"), llm=str(llm), min_score=-1.0, max_new_tokens=8)
-    answer = answerer.ask("How much revenue did Company7 report?")
+    answerer = Answerer(open_collection(store, "docs"), llm=str(tiny_llm), min_score=-1.0, max_new_tokens=8)
+    answer = answerer.ask(QUESTION)
     assert len(answer.passages) == 4 and answer.as_dict()["passages"][0]["id"] == answer.passages[0].id
-    assert set(answer.citations) <= {h.id for h in answer.passages}
+    assert answer.found and answerer._model is not None  # the LLM was loaded and did not refuse
+    # its word-level vocabulary has no brackets, so it cites no id: sources can only be attributed
+    assert answer.attributed and "the model cited no passage id" in answer.notes[-1]
+
+
+@pytest.fixture
+def scripted(store, corpus, tiny_embeddings, tiny_llm, monkeypatch):
+    """An answerer whose LLM writes the given text; returns it and the ids retrieval will hand it."""
+    from fintune.llm import generate
+
+    index_corpus(store, "docs", corpus, model=tiny_embeddings.model_name, embeddings=tiny_embeddings)
+    searcher = open_collection(store, "docs")
+    retrieved = searcher.search([QUESTION], 4)[0]
+    written = []
+
+    def answer_with(text):
+        written.append(text)
+        return Answerer(searcher, llm=str(tiny_llm), min_score=-1.0, max_new_tokens=8).ask(QUESTION)
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True):
+        assert len(prompts) == 1
+        return SimpleNamespace(answers=[written[-1]])
+
+    monkeypatch.setattr(generate, "generate_batched", fake_generate)
+    return answer_with, retrieved
+
+
+def test_citations_are_the_retrieved_ids_the_answer_names_in_order(scripted):
+    answer_with, retrieved = scripted
+    first, second = sorted([retrieved[0].id, retrieved[1].id])  # the later id is cited first: order kept
+    answer = answer_with(f"Revenue was 8 billion dollars [{second}], see also [d999, {first}] and [{second}].")
+    assert answer.found and answer.citations == [second, first]  # d999 was not retrieved: dropped
+    assert not answer.attributed and answer.notes == []
+    assert answer.as_dict()["citations"] == [second, first] and answer.as_dict()["citations_attributed"] is False
+
+
+def test_an_answer_citing_only_unretrieved_ids_is_attributed_by_its_words(scripted):
+    answer_with, retrieved = scripted
+    names = {h.id: re.search(r"Company\d+", h.text)[0].lower() for h in retrieved}
+    # a retrieved passage whose company name is in no other one (Company1 is inside Company12)
+    source = next(h for h in retrieved if not any(names[h.id] in o.text.lower() for o in retrieved if o != h))
+    company = names[source.id]
+    answer = answer_with(f"{company} revenue grew [d999]")  # 2 of 3 words in the source, 1 in the others
+    assert answer.citations == [source.id] and answer.attributed
+    assert answer.notes == ["the model cited no passage id; sources found by word overlap"]
+    unsupported = answer_with("Nobody knows [d999].")
+    assert unsupported.found and unsupported.citations == [] and unsupported.attributed
+    assert unsupported.notes == ["the model cited no passage id; no passage contains the answer's words"]
+
+
+def test_a_refusal_is_not_found_and_cites_nothing(scripted):
+    answer_with, retrieved = scripted
+    answer = answer_with(f"The passages do not contain the answer. [{retrieved[0].id}]")
+    assert not answer.found and answer.answer == NOT_FOUND and answer.citations == []

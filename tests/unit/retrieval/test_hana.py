@@ -45,7 +45,10 @@ class RecordingCursor:
         self.description = [("c",)] if sql.lstrip().upper().startswith("SELECT") else None
 
     def fetchall(self):
-        return [(0,)] if "COUNT(*)" in self.log[-1][0] else []  # no tables, no rows
+        sql, params = self.log[-1]
+        if "FOR UPDATE" in sql:
+            return [params]  # the lock row
+        return [(0,)] if "COUNT(*)" in sql else []  # no tables, no rows
 
     def close(self):
         pass
@@ -56,7 +59,7 @@ class RecordingConnection:
 
     def __init__(self):
         self.log: list = []
-        self.commits = 0
+        self.commits = self.rollbacks = 0
 
     def cursor(self):
         return RecordingCursor(self.log)
@@ -65,7 +68,7 @@ class RecordingConnection:
         self.commits += 1
 
     def rollback(self):
-        pass
+        self.rollbacks += 1
 
     def close(self):
         pass
@@ -100,3 +103,44 @@ def test_hash_lookup_is_parameterised(monkeypatch):
     assert "IN (?, ?)" in sql and params == ("d1", "x'); DROP TABLE t; --")
     with pytest.raises(StoreError, match="not an identifier"):
         store.count('t"; DROP TABLE x; --')
+
+
+class BusyCursor(RecordingCursor):
+    """Another process holds every lock row: FOR UPDATE NOWAIT fails as HANA's lock conflict does."""
+
+    def execute(self, sql, params=()):
+        super().execute(sql, params)
+        if "NOWAIT" in sql:
+            from hdbcli import dbapi
+
+            raise dbapi.Error("transaction rolled back by lock wait timeout")
+
+
+class BusyConnection(RecordingConnection):
+    def cursor(self):
+        return BusyCursor(self.log)
+
+
+def test_writers_take_turns_on_a_row_lock_held_by_a_connection_of_its_own():
+    conn, lock_conn = RecordingConnection(), RecordingConnection()
+    store = HanaStore("hana://APP:pw@db.example:443/?schema=FIN", connection=conn, lock_connection=lock_conn)
+    assert any(sql.startswith("CREATE TABLE fintune_locks") for sql, _ in conn.log)
+    before = list(conn.log)
+    with store.lock("tenk"), store.lock("tenk"):  # re-entrant: one row lock
+        assert lock_conn.log[0][0] == 'SET SCHEMA "FIN"'
+        assert ("INSERT INTO fintune_locks (name) VALUES (?)", ("tenk",)) in lock_conn.log
+        locks = [(sql, p) for sql, p in lock_conn.log if "FOR UPDATE" in sql]
+        assert locks == [("SELECT name FROM fintune_locks WHERE name = ? FOR UPDATE NOWAIT", ("tenk",))]
+        assert lock_conn.rollbacks == 0
+    assert lock_conn.rollbacks == 1  # the transaction holding the row ends with the lock
+    assert conn.log == before  # the main connection's commits cannot free it
+    with pytest.raises(ValueError, match="collection name"), store.lock('x"; DROP TABLE t; --'):
+        pass
+
+
+def test_a_held_lock_is_waited_for():
+    lock_conn = BusyConnection()
+    store = HanaStore("hana://APP:pw@db.example:443", connection=RecordingConnection(), lock_connection=lock_conn)
+    with store.lock("tenk"):
+        locks = [sql for sql, _ in lock_conn.log if "FOR UPDATE" in sql]
+        assert locks[0].endswith("FOR UPDATE NOWAIT") and locks[-1].endswith("FOR UPDATE")

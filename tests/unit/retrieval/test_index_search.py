@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -12,6 +13,7 @@ from fintune.retrieval.corpus import Corpus
 from fintune.retrieval.embeddings import FinancialEmbeddings
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.search import open_collection
+from fintune.retrieval.stores.embedded import EmbeddedStore
 
 QUERY = "How much revenue did Company7 report?"
 
@@ -64,6 +66,38 @@ def test_an_interrupted_run_is_completed_by_the_next_one(store, corpus, tiny_ber
     resumed = index_corpus(store, "docs", corpus, model=model, batch_size=8, progress=False)
     assert (resumed.physical, resumed.added, resumed.unchanged) == ("docs_v1", 24, 16)
     assert store.count("docs_v1") == 40 and store.catalog.resolve("docs").status == "ready"
+
+
+def test_concurrent_runs_store_each_id_once_and_report_it_added_once(corpus, tiny_embeddings, tmp_path):
+    """Two runs at once, each with its own store object (its own locks, as two processes would have)."""
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run() -> None:
+        store = EmbeddedStore(tmp_path / "shared")
+        try:
+            barrier.wait()
+            model = tiny_embeddings.model_name
+            results.append(index_corpus(store, "docs", corpus, model, batch_size=4, embeddings=tiny_embeddings))
+        except Exception as exc:  # collected: an assertion in a thread would be lost
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert sorted((r.added + r.unchanged, r.updated) for r in results) == [(40, 0), (40, 0)]
+    assert sum(r.added for r in results) == 40  # each document reported added by one run only
+    store = EmbeddedStore(tmp_path / "shared")
+    try:
+        ids = store.table("docs_v1").to_arrow()["id"].to_pylist()
+        assert sorted(ids) == sorted(d.id for d in corpus.docs)
+        assert store.catalog.resolve("docs").documents == 40
+    finally:
+        store.close()
 
 
 def test_filters_keep_only_matching_documents_and_unknown_fields_are_refused(store, corpus, tiny_embeddings):

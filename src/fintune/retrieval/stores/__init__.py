@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from fintune.errors import UsageError
 from fintune.retrieval.stores.base import Hit, Row, Store
 
 
@@ -20,7 +21,7 @@ def open_store(url: str) -> Store:
 
         return HanaStore(url)
     if "://" in url:
-        raise ValueError(f"unknown store {url!r}: give a folder, postgresql://... or hana://...")
+        raise UsageError(f"unknown store {url!r}: give a folder, postgresql://... or hana://...")
     from fintune.retrieval.stores.embedded import EmbeddedStore
 
     return EmbeddedStore(url)

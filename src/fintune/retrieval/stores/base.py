@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,9 +14,12 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 
-from fintune.retrieval.catalog import Catalog, CollectionInfo
+from fintune.retrieval.catalog import Catalog, CollectionInfo, check_name
+
+log = logging.getLogger(__name__)
 
 MMR_LAMBDA = 0.5  # LangChain's default balance of relevance and diversity
+SETUP_LOCK = "_setup"  # the lock around creating the catalog; collection names cannot start with "_"
 
 
 @dataclass(frozen=True)
@@ -95,14 +101,49 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional for stores without a connection
         pass
 
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the inter-process write lock `key`: a logical collection name, or SETUP_LOCK.
+
+        Writers of one collection take turns, so what one reads under the lock (stored hashes, the
+        catalog) stays true until it has written. Re-entrant within a process; the lock of a writer that
+        is killed is freed by the operating system or the database server.
+        """
+        held: set[str] = self.__dict__.setdefault("_held_locks", set())
+        if key in held:
+            yield
+            return
+        if key != SETUP_LOCK:
+            check_name(key)  # it names a lock file or row
+        if not self._acquire(key, wait=False):
+            what = "the catalog" if key == SETUP_LOCK else f"collection {key!r}"
+            log.info("another process is writing %s in %s; waiting for it", what, self.display)
+            self._acquire(key, wait=True)
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+            self._release(key)
+
+    @abstractmethod
+    def _acquire(self, key: str, wait: bool) -> bool:
+        """Take the lock `key`; without `wait`, return False at once when another process holds it."""
+
+    @abstractmethod
+    def _release(self, key: str) -> None: ...
+
 
 def mmr_select(query: list[float], pool: list[Hit], k: int, lambda_mult: float = MMR_LAMBDA) -> list[Hit]:
     """Maximal marginal relevance over candidates that carry their vectors (LangChain's selection)."""
     if not pool:
         return []
-    chosen = maximal_marginal_relevance(
-        np.asarray(query, dtype=np.float32), [h.vector for h in pool], lambda_mult=lambda_mult, k=k
-    )
+    vectors = []
+    for hit in pool:
+        if hit.vector is None:
+            raise ValueError(f"MMR candidate {hit.id!r} has no vector: fetch the candidates with_vectors=True")
+        vectors.append(hit.vector)
+    chosen = maximal_marginal_relevance(np.asarray(query, dtype=np.float32), vectors, lambda_mult=lambda_mult, k=k)
     return [pool[i] for i in chosen]
 
 

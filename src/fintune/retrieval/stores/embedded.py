@@ -4,13 +4,18 @@ LanceDB gives persistence with atomic commits (an interrupted write leaves the p
 upserts by id (`merge_insert`), prefiltered search with typed filter expressions (no SQL text built from
 user input) and an HNSW index with scalar quantisation. Metadata fields present when a collection is
 created become their own columns, so they can be filtered; every field is also kept as JSON.
+
+LanceDB lets several processes commit to one table, but an upsert by id only sees the rows committed
+before it began: two writers of the same new ids would both insert them. Writers therefore take turns
+per collection, holding a file lock (`fintune_locks/<collection>.lock`, flock: freed by the kernel when
+a holder dies) around each batch's read-skip-upsert and the catalog updates.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +25,10 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from fintune.retrieval.catalog import SQLITE, Catalog, CollectionInfo, StoreError
-from fintune.retrieval.stores.base import Hit, Row, Store, mmr_select
+from fintune.retrieval.stores.base import SETUP_LOCK, Hit, Row, Store, mmr_select
 
 CATALOG_FILE = "fintune_catalog.sqlite"
+LOCKS_FOLDER = "fintune_locks"
 META_PREFIX = "meta_"
 # Below this many rows an exact scan is fast enough and an index would only add build time.
 INDEX_MIN_ROWS = 20_000
@@ -53,12 +59,30 @@ class EmbeddedStore(Store):
         self.folder = Path(folder).expanduser()
         if self.folder.exists() and not self.folder.is_dir():
             raise StoreError(f"{self.folder} is a file; the embedded store is a folder")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / LOCKS_FOLDER).mkdir(parents=True, exist_ok=True)
         self.db = lancedb.connect(str(self.folder))
-        self._sqlite = sqlite3.connect(str(self.folder / CATALOG_FILE), timeout=30)
-        self.catalog = Catalog(self._sqlite, SQLITE, self._catalog_table_exists)
         self._tables: dict[str, Any] = {}
         self._indexed: dict[str, bool] = {}  # per table: listing indices on every search cost a round trip
+        self._locks: dict[str, Any] = {}
+        self._sqlite = sqlite3.connect(str(self.folder / CATALOG_FILE), timeout=30)
+        with self.lock(SETUP_LOCK):
+            self.catalog = Catalog(self._sqlite, SQLITE, self._catalog_table_exists)
+
+    def _acquire(self, key: str, wait: bool) -> bool:
+        from filelock import FileLock, Timeout
+
+        lock = self._locks.setdefault(key, FileLock(self.folder / LOCKS_FOLDER / f"{key}.lock"))
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return False
+        # Another process may have committed since these were opened; a writer must read the latest versions.
+        self._tables.clear()
+        self._indexed.clear()
+        return True
+
+    def _release(self, key: str) -> None:
+        self._locks[key].release()
 
     def _catalog_table_exists(self, table: str) -> bool:
         rows = self._sqlite.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
@@ -77,7 +101,8 @@ class EmbeddedStore(Store):
         return self._tables[name]
 
     def create_collection(self, info: CollectionInfo) -> None:
-        self.db.create_table(info.name, schema=_schema(info.dimension, info.metadata_fields), exist_ok=True)
+        with self.lock(info.logical):
+            self.db.create_table(info.name, schema=_schema(info.dimension, info.metadata_fields), exist_ok=True)
 
     def indexed(self, name: str) -> bool:
         if name not in self._indexed:
@@ -171,7 +196,10 @@ class EmbeddedStore(Store):
         for key, value in filter.items():
             if key not in filterable:
                 raise StoreError(f"cannot filter on {key!r}: this collection's filterable fields are {filterable}")
-            term = col(META_PREFIX + key) == lit(_as_text(value))
+            text = _as_text(value)
+            if text is None:  # lancedb has no literal for None (a TypeError); missing fields are stored as null
+                raise StoreError(f"cannot filter on {key!r} = None: give a value")
+            term = col(META_PREFIX + key) == lit(text)
             expr = term if expr is None else expr & term
         return expr
 
@@ -225,8 +253,14 @@ class LanceVectorStore(VectorStore):
             Row(i, t, v, m, CorpusDoc(i, t, m).content_hash)
             for i, t, v, m in zip(ids, texts, vectors, metadatas, strict=True)
         ]
-        self.store.upsert(self.name, rows)
+        with self.store.lock(self._logical()):
+            self.store.upsert(self.name, rows)
         return list(ids)
+
+    def _logical(self) -> str:
+        """The collection whose lock guards this version's writes."""
+        info = self.store.catalog.get(self.name)
+        return info.logical if info else self.name
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: dict | None = None, **_: Any
@@ -268,7 +302,7 @@ class LanceVectorStore(VectorStore):
         vector = self._embeddings.embed_query(query)
         return self.max_marginal_relevance_search_by_vector(vector, k, fetch_k, lambda_mult, **kwargs)
 
-    def get_by_ids(self, ids: list[str], /) -> list[Document]:
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         arrow = self.store.rows_by_id(self.name, list(ids), ["id", "text", "metadata"])
         return [
             Document(id=i, page_content=t, metadata=json.loads(m or "{}"))
@@ -281,7 +315,8 @@ class LanceVectorStore(VectorStore):
         from lancedb.expr import col
 
         if ids:
-            self.store.table(self.name).delete(col("id").isin(list(ids)))
+            with self.store.lock(self._logical()):
+                self.store.table(self.name).delete(col("id").isin(list(ids)))
         return True
 
     @classmethod

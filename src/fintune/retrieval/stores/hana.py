@@ -4,6 +4,12 @@ The connection comes from a `hana://user:password@host:port/?schema=NAME` URL or
 from the environment: HANA_HOST, HANA_PORT (default 443), HANA_USER, HANA_PASSWORD, optional
 HANA_SCHEMA. HanaDB has no document id column, so fintune keeps its id and content hash in two
 metadata columns of their own and replaces a document by deleting and inserting it in one transaction.
+
+HANA has no advisory locks, so concurrent writers take turns on a row lock: `SELECT ... FOR UPDATE` of
+the collection's row in `fintune_locks`, on a second connection of its own, so that the catalog's and
+the upserts' commits on the main connection do not free it; HANA rolls the lock back when a killed
+writer's connection drops. A lock row cannot exist before its table, so the set-up has no lock here:
+creating a catalog table that a concurrent process has just created is taken as done.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from fintune.retrieval.catalog import HANA, Catalog, CollectionInfo, StoreError, execute
+from fintune.retrieval.catalog import HANA, Catalog, CollectionInfo, StoreError, create_table_once, execute
 from fintune.retrieval.stores.base import Hit, Row, Store, VectorsGiven
 
 ID_COLUMN, HASH_COLUMN = "fintune_id", "fintune_hash"
 ENV_VARS = ("HANA_HOST", "HANA_PORT", "HANA_USER", "HANA_PASSWORD", "HANA_SCHEMA")
+LOCKS_DDL = "CREATE TABLE fintune_locks (name NVARCHAR(256) PRIMARY KEY)"
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ def hana_connection(url: str, environ: dict[str, str] | None = None) -> HanaConn
     """`hana://user:password@host:port/?schema=S`, or `hana` / `hana://` to read HANA_* variables."""
     env = os.environ if environ is None else environ
     parts = urlsplit(url if "://" in url else "hana://")
-    schema = (parse_qs(parts.query).get("schema") or [None])[0] or env.get("HANA_SCHEMA") or None
+    schema = parse_qs(parts.query).get("schema", [""])[0] or env.get("HANA_SCHEMA") or None
     host = parts.hostname or env.get("HANA_HOST")
     user = unquote(parts.username) if parts.username else env.get("HANA_USER")
     password = unquote(parts.password) if parts.password else env.get("HANA_PASSWORD")
@@ -71,8 +78,17 @@ def hana_configured(environ: dict[str, str] | None = None) -> bool:
 class HanaStore(Store):
     kind = "hana"
 
-    def __init__(self, url: str, connection: Any | None = None):
+    def __init__(self, url: str, connection: Any | None = None, lock_connection: Any | None = None):
         self.settings = hana_connection(url)
+        self.conn = self._open(connection)
+        self._lock_given = lock_connection
+        self._lock_conn: Any = None  # the locks' own connection, opened on first use
+        self.catalog = Catalog(self.conn, HANA, self._table_exists)
+        create_table_once(self.conn, LOCKS_DDL, lambda: self._table_exists("fintune_locks"))
+        self._stores: dict[str, Any] = {}
+
+    def _open(self, connection: Any | None) -> Any:
+        """`connection`, or a new one, in the store's schema."""
         if connection is None:
             from hdbcli import dbapi
 
@@ -80,11 +96,31 @@ class HanaStore(Store):
                 connection = dbapi.connect(**self.settings.connect_kwargs())
             except dbapi.Error as exc:
                 raise StoreError(f"cannot connect to SAP HANA at {self.display}: {exc}") from exc
-        self.conn = connection
         if self.settings.schema:
-            self._execute(f'SET SCHEMA "{_identifier(self.settings.schema)}"')
-        self.catalog = Catalog(self.conn, HANA, self._table_exists)
-        self._stores: dict[str, Any] = {}
+            execute(connection, f'SET SCHEMA "{_identifier(self.settings.schema)}"')
+        return connection
+
+    def _acquire(self, key: str, wait: bool) -> bool:
+        from hdbcli import dbapi
+
+        if self._lock_conn is None:
+            self._lock_conn = self._open(self._lock_given)
+        conn = self._lock_conn
+        _ensure_lock_row(conn, key)
+        try:
+            rows = execute(
+                conn, f"SELECT name FROM fintune_locks WHERE name = ? FOR UPDATE{'' if wait else ' NOWAIT'}", (key,)
+            )
+        except dbapi.Error as exc:
+            conn.rollback()
+            if wait:  # HANA's lock wait timeout (30 minutes by default)
+                raise StoreError(f"gave up waiting for another writer of {key!r} in {self.display}: {exc}") from exc
+            return False  # NOWAIT: another process holds the row
+        return bool(rows)
+
+    def _release(self, key: str) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.rollback()  # ends the transaction that holds the row lock
 
     @property
     def display(self) -> str:
@@ -126,13 +162,12 @@ class HanaStore(Store):
         return store
 
     def create_collection(self, info: CollectionInfo) -> None:
-        if not self._table_exists(info.name):
-            self._execute(
-                f'CREATE TABLE "{info.name}" ("VEC_TEXT" NCLOB, "VEC_META" NCLOB, '
-                f'"VEC_VECTOR" REAL_VECTOR({info.dimension}), '
-                f'"{ID_COLUMN}" NVARCHAR(256), "{HASH_COLUMN}" NVARCHAR(64))'
-            )
-            self.conn.commit()
+        ddl = (
+            f'CREATE TABLE "{_identifier(info.name)}" ("VEC_TEXT" NCLOB, "VEC_META" NCLOB, '
+            f'"VEC_VECTOR" REAL_VECTOR({info.dimension}), "{ID_COLUMN}" NVARCHAR(256), "{HASH_COLUMN}" NVARCHAR(64))'
+        )
+        with self.lock(info.logical):
+            create_table_once(self.conn, ddl, lambda: self._table_exists(info.name))
 
     def drop_collection(self, name: str) -> None:
         self._stores.pop(name, None)
@@ -202,6 +237,20 @@ class HanaStore(Store):
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+
+
+def _ensure_lock_row(conn: Any, key: str) -> None:
+    from hdbcli import dbapi
+
+    if execute(conn, "SELECT COUNT(*) FROM fintune_locks WHERE name = ?", (key,))[0][0]:
+        return
+    try:
+        execute(conn, "INSERT INTO fintune_locks (name) VALUES (?)", (key,))
+        conn.commit()
+    except dbapi.IntegrityError:
+        conn.rollback()  # a concurrent writer inserted it first
 
 
 def _identifier(name: str) -> str:

@@ -3,10 +3,17 @@
 PGVectorStore does the table layout, the upserts (ON CONFLICT on the id), the filters (bound
 parameters) and the HNSW index; fintune adds the catalog, connection checks with plain-language
 errors, and content hashes for resumable indexing. A short psycopg connection serves the catalog.
+
+Concurrent writers take turns under session-level advisory locks on that connection (`Store.lock`):
+one around the set-up (pgvector extension, catalog tables), since concurrent CREATE ... IF NOT EXISTS
+races on PostgreSQL's own catalogs, and one per collection around creating a version, each batch's
+read-skip-upsert and the catalog updates. A session lock outlives the catalog's commits and the upserts
+PGVectorStore runs on its own connections; the server frees it when a killed writer's connection closes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,7 +22,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from fintune.retrieval.catalog import POSTGRES, Catalog, CollectionInfo, StoreError
-from fintune.retrieval.stores.base import Hit, Row, Store, VectorsGiven
+from fintune.retrieval.stores.base import SETUP_LOCK, Hit, Row, Store, VectorsGiven
 
 HASH_KEY = "_fintune_hash"  # kept in the metadata JSON; stripped from what searches return
 HNSW_EF_SEARCH = 100  # pgvector's default 40 loses recall at k=10 on 100k rows
@@ -58,14 +65,36 @@ class PgVectorStore(Store):
             self.conn = psycopg.connect(base, connect_timeout=connect_timeout)
         except psycopg.Error as exc:
             raise explain_connect_error(url, exc) from exc
-        self._ensure_pgvector()
-        self.catalog = Catalog(self.conn, POSTGRES, self._table_exists)
         self._engine: Any = None
         self._stores: dict[str, Any] = {}
+        with self.lock(SETUP_LOCK):
+            self._ensure_pgvector()
+            self.catalog = Catalog(self.conn, POSTGRES, self._table_exists)
 
     @property
     def display(self) -> str:
         return redact(self.url)
+
+    def _acquire(self, key: str, wait: bool) -> bool:
+        with self.conn.cursor() as cur:
+            if wait:
+                cur.execute("SELECT pg_advisory_lock(%s)", (_lock_id(key),))
+            else:
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(key),))
+            row = cur.fetchone()
+        self.conn.commit()  # the lock belongs to the session, not to this transaction
+        return wait or bool(row and row[0])
+
+    def _release(self, key: str) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if self.conn.closed or self.conn.broken:
+            return  # the session, and its locks, are gone
+        if self.conn.info.transaction_status == TransactionStatus.INERROR:
+            self.conn.rollback()  # an error inside the lock: the unlock must still run
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_lock_id(key),))
+        self.conn.commit()
 
     def _ensure_pgvector(self) -> None:
         import psycopg
@@ -117,8 +146,9 @@ class PgVectorStore(Store):
     def create_collection(self, info: CollectionInfo) -> None:
         from langchain_postgres import Column
 
-        if not self._table_exists(info.name):
-            self.engine.init_vectorstore_table(info.name, info.dimension, id_column=Column("langchain_id", "TEXT"))
+        with self.lock(info.logical):
+            if not self._table_exists(info.name):
+                self.engine.init_vectorstore_table(info.name, info.dimension, id_column=Column("langchain_id", "TEXT"))
 
     def drop_collection(self, name: str) -> None:
         self._stores.pop(name, None)
@@ -192,6 +222,12 @@ class PgVectorStore(Store):
         self.conn.close()
         if self._engine is not None:
             self._engine._run_as_sync(self._engine.close())  # PGEngine only offers an async close
+
+
+def _lock_id(key: str) -> int:
+    """A stable signed 64-bit advisory-lock id for `key`, in fintune's own namespace."""
+    digest = hashlib.blake2b(f"fintune:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _hit(doc: Any, score: float) -> Hit:
