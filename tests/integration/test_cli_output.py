@@ -7,9 +7,6 @@ subprocesses so that everything the real models' libraries print on import and l
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,23 +14,9 @@ import pytest
 from fintune.retrieval.corpus import read_corpus
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.stores.embedded import EmbeddedStore
+from tests.helpers import parse_jsonl, run_cli
 
 pytestmark = pytest.mark.slow
-
-MANAGED_ENV = ("FINTUNE_LOG_LEVEL", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY")
-
-
-def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in MANAGED_ENV}
-    cmd = [sys.executable, "-m", "fintune", *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, f"{cmd} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
-
-
-def parse_jsonl(stdout: str) -> list[dict]:
-    assert stdout.endswith("\n"), stdout[-200:]
-    return [json.loads(line) for line in stdout.split("\n")[:-1]]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import argparse
 
 from fintune.cli.output import console, fmt, write_json
 from fintune.cli.runs import add_train_flags, run_config_from_args
+from fintune.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     esub = embed.add_subparsers(dest="embed_cmd", required=True)
     ev = esub.add_parser("eval", help="retrieval metrics of a model on a BEIR split")
     ev.add_argument("--model", default="minilm", help="alias, folder or hub id (default minilm)")
-    ev.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    ev.add_argument("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    ev.add_argument(
+        "--style-check",
+        action="store_true",
+        help="also (or, without --data, only) score XBRL term -> explanation retrieval from the shared data: "
+        "another style of text, to see what a fine-tune forgot",
+    )
     ev.add_argument("--split", default="dev")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
@@ -72,10 +79,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     for note in result.notes:
         console.print(f"  note: {note}")
-    if result.before and result.after:
-        from fintune.embed.card import metrics_table
+    from fintune.embed.card import metrics_table
 
+    if result.before and result.after:
+        console.print(f"base vs tuned on the {result.validation}:")
         console.print(metrics_table(result.before, result.after))
+    if result.style_before and result.style_after:
+        console.print("style check (XBRL term -> explanation):")
+        console.print(metrics_table(result.style_before, result.style_after, ("ndcg@10", "mrr@10", "recall@10")))
+    if result.wise_alpha is not None:
+        console.print(f"WiSE-FT alpha {result.wise_alpha:g}")
     return 0
 
 
@@ -117,7 +130,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = run_config_from_args(args, "embed")
     result = tune(config, args.trials, args.study, args.study_name, args.metric)
     keys = sorted({k for row in result.table for k in row} - {"trial", "state", "value"})
-    table = Table(title=f"trials (dev {args.metric}, sampled corpus)")
+    table = Table(title=f"trials (validation {args.metric}, sampled corpus)")
     for column in ("trial", "state", "value", *keys):
         table.add_column(column)
     for row in result.table:
@@ -132,11 +145,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fintune.embed.evaluate import evaluate_retrieval
     from fintune.embed.model import load_embedder
 
-    data = load_beir(args.data, args.split, skip_invalid=args.skip_invalid)
-    result = evaluate_retrieval(load_embedder(args.model), data, batch_size=args.batch_size)
-    metrics = {"model": args.model, "data": args.data, "split": args.split, **result.metrics}
-    for key, value in result.metrics.items():
-        console.print(f"{key:>22}  {fmt(value)}")
+    if not args.data and not args.style_check:
+        raise UsageError("give --data BEIR_DIR, --style-check or both")
+    model = load_embedder(args.model)
+    metrics: dict = {"model": args.model}
+    if args.data:
+        data = load_beir(args.data, args.split, skip_invalid=args.skip_invalid)
+        result = evaluate_retrieval(model, data, batch_size=args.batch_size)
+        metrics |= {"data": args.data, "split": args.split, **result.metrics}
+        for key, value in result.metrics.items():
+            console.print(f"{key:>22}  {fmt(value)}")
+    if args.style_check:
+        from fintune.embed.style_check import NAME, style_check_data
+
+        style = style_check_data()
+        if style is None:
+            raise UsageError("the style check needs the shared data's instructions/xbrl_term/train.jsonl")
+        styled = evaluate_retrieval(model, style, batch_size=args.batch_size).metrics
+        metrics["style_check"] = {"data": NAME, **styled}
+        console.print(f"{NAME} ({len(style.queries)} terms, {len(style.corpus)} explanations):")
+        for key in ("ndcg@10", "mrr@10", "recall@10"):
+            console.print(f"{key:>22}  {fmt(styled[key])}")
     if args.output:
         write_json(args.output, metrics)
     return 0

@@ -22,30 +22,29 @@ TOP_K = 100
 LATENCY_SAMPLE = 50  # single-query timings; enough for a stable p95 without slowing the run
 
 
+class EncodeCall(Protocol):
+    """The encode call evaluation makes: texts in, one normalised tensor row each out."""
+
+    def __call__(
+        self,
+        sentences: list[str],
+        /,
+        *,
+        batch_size: int = ...,
+        convert_to_tensor: Literal[True],
+        normalize_embeddings: bool = ...,
+        show_progress_bar: bool | None = ...,
+    ) -> torch.Tensor: ...
+
+
 class Encoder(Protocol):
     """What evaluation calls: a SentenceTransformer, or an OnnxEmbedder for an ONNX export (`load_embedder`)."""
 
-    def encode_query(
-        self,
-        sentences: list[str],
-        /,
-        *,
-        batch_size: int = ...,
-        convert_to_tensor: Literal[True],
-        normalize_embeddings: bool = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> torch.Tensor: ...
+    @property
+    def encode_query(self) -> EncodeCall: ...
 
-    def encode_document(
-        self,
-        sentences: list[str],
-        /,
-        *,
-        batch_size: int = ...,
-        convert_to_tensor: Literal[True],
-        normalize_embeddings: bool = ...,
-        show_progress_bar: bool | None = ...,
-    ) -> torch.Tensor: ...
+    @property
+    def encode_document(self) -> EncodeCall: ...
 
 
 @dataclass

@@ -88,10 +88,13 @@ def grouped_split(data: BeirData, field: str, groups: int | None = None, seed: i
         )
 
     val_docs = {d for q in val_ids for d in data.qrels[q]}
+    train_docs = {d for q in set(data.qrels) - val_ids for d in data.qrels[q]}
+    # a training query's passage is always minable (a few shared passages carry another company's field)
     rows = [
         i
         for i, (d, doc) in enumerate(data.corpus.items())
-        if str(doc.get(field)) not in held_set and not (doc.get(field) in (None, "") and d in val_docs)
+        if d in train_docs
+        or (str(doc.get(field)) not in held_set and not (doc.get(field) in (None, "") and d in val_docs))
     ]
     ids = list(data.corpus)
     return GroupedSplit(

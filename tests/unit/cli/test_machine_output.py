@@ -8,9 +8,6 @@ transformers' weight-loading bars, not only what fintune itself prints.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,26 +16,9 @@ from fintune.retrieval.corpus import read_corpus
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.stores.embedded import EmbeddedStore
 from tests.conftest import write_jsonl
+from tests.helpers import parse_jsonl, run_cli
 from tests.unit.llm.conftest import make_tiny_llm
 from tests.unit.retrieval.conftest import corpus_rows
-
-# Set by an in-process `main()` of another test; the child must choose them itself.
-MANAGED_ENV = ("FINTUNE_LOG_LEVEL", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "DATASETS_VERBOSITY")
-
-
-def run_cli(*args: object, log_level: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in MANAGED_ENV}
-    level = ["--log-level", log_level] if log_level else []
-    cmd = [sys.executable, "-m", "fintune", *level, *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, f"{cmd} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done
-
-
-def parse_jsonl(stdout: str) -> list[dict]:
-    """Every line, the last one ended too: a stray line of text fails here."""
-    assert stdout.endswith("\n"), stdout[-200:]
-    return [json.loads(line) for line in stdout.split("\n")[:-1]]
 
 
 @pytest.fixture(scope="module")

@@ -216,3 +216,75 @@ def test_style_check_set_pairs_each_term_with_its_own_explanation(tmp_path):
     assert "Twin." not in data.queries.values() and "Term 3." not in data.queries.values()
     assert style_check_data(path, queries=10, passages=20).queries == data.queries
     assert style_check_data(tmp_path / "missing.jsonl") is None
+
+
+def test_embed_eval_style_check_scores_the_xbrl_set(tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    from fintune.cli.main import main
+
+    prompt = "Explain this XBRL term briefly in one sentence: {}. Answer:"
+    rows = [{"context": prompt.format(f"Term {i}"), "target": f"Explanation number {i}."} for i in range(20)]
+    write_jsonl(tmp_path / "data" / "instructions" / "xbrl_term" / "train.jsonl", rows)
+    monkeypatch.setenv("FINTUNE_DATA", str(tmp_path / "data"))
+    out = tmp_path / "m.json"
+    assert main(["embed", "eval", "--model", str(tiny_bert_dir), "--style-check", "--output", str(out)]) == 0
+    got = json.loads(out.read_text())["style_check"]
+    assert got["queries"] == 20 and 0 <= got["ndcg@10"] <= 1
+    assert main(["embed", "eval", "--model", str(tiny_bert_dir)]) == 2
+    assert "--style-check" in capsys.readouterr().err
+
+
+def test_tune_scores_trials_on_the_held_out_groups(tiny_bert_dir, ticker_beir, tmp_path):
+    from fintune.config.schema import SearchDimension
+    from fintune.embed.evaluate import ir_evaluator
+    from fintune.embed.tune import tune
+
+    config = EmbedRunConfig(
+        model=str(tiny_bert_dir),
+        data=str(ticker_beir),
+        output=str(tmp_path / "best"),
+        batch_size=8,
+        search_space={"learning_rate": SearchDimension(choices=[1e-4])},
+    )
+    result = tune(config, trials=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    metrics = json.loads((tmp_path / "best" / "fintune_metrics.json").read_text())
+    assert "'ticker' groups held out" in metrics["validation"]
+    held_out = grouped_split(load_beir(ticker_beir, "train"), "ticker", seed=config.seed).validation
+    scores = ir_evaluator(held_out, seed=config.seed)(SentenceTransformer(str(tmp_path / "best"), device="cpu"))
+    assert result.best_value == pytest.approx(scores["dev_cosine_ndcg@10"], abs=1e-6)
+
+
+def test_a_training_querys_passage_filed_under_a_held_out_company_is_still_mined(ticker_beir):
+    # the shared 10-K corpus has a few passages shared by companies, filed under one of them
+    rows = [json.loads(line) for line in (ticker_beir / "corpus.jsonl").read_text().splitlines()]
+    rows[0]["ticker"] = "BBB"  # q0 (AAA) is answered by d0, now filed under BBB
+    write_jsonl(ticker_beir / "corpus.jsonl", rows)
+    data = load_beir(ticker_beir, "train")
+    split = next(
+        s
+        for seed in range(100)
+        if "BBB" in (s := grouped_split(data, "ticker", 2, seed)).held_out and "AAA" not in s.held_out
+    )
+    assert "q0" in split.train.qrels and data.doc_text("d0") in split.mining_corpus
+    assert data.doc_text("d1") not in split.mining_corpus  # BBB's own passage
+
+
+@pytest.mark.parametrize(("precision", "bf16"), [("fp32", False), ("bf16", True)])
+def test_precision_sets_the_trainers_autocast(tiny_bert_dir, tiny_beir, tmp_path, precision, bf16):
+    from fintune.embed.train import prepare_training
+
+    config = EmbedRunConfig(model=str(tiny_bert_dir), data=str(tiny_beir), precision=precision)
+    setup = prepare_training(config, tmp_path / "m", use_gpu=False, evaluate=False)
+    assert setup.trainer.args.bf16 is bf16
+
+
+@pytest.mark.parametrize(("measured_faster", "bf16"), [(False, False), (True, True)])
+def test_auto_precision_on_a_bf16_cpu_follows_the_measured_speed(
+    tiny_bert_dir, tiny_beir, tmp_path, monkeypatch, measured_faster, bf16
+):
+    from fintune.embed import train
+
+    monkeypatch.setattr(train, "pick_dtype", lambda device: torch.bfloat16)  # a CPU with AVX512-BF16
+    monkeypatch.setattr(train, "cpu_bf16_matmul_is_faster", lambda: measured_faster)
+    config = EmbedRunConfig(model=str(tiny_bert_dir), data=str(tiny_beir))
+    setup = train.prepare_training(config, tmp_path / "m", use_gpu=False, evaluate=False)
+    assert setup.trainer.args.bf16 is bf16

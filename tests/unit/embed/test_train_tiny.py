@@ -14,6 +14,7 @@ from fintune.embed.api import create_model_fine_tuner
 from fintune.embed.towers import towers
 from fintune.embed.train import train_embedder, work_dir
 from tests.conftest import write_jsonl
+from tests.helpers import KillAtStep, Killed
 
 
 class Seen(TrainerCallback):
@@ -244,24 +245,6 @@ def test_hard_negatives_on_scored_pairs_are_refused_before_any_work(tiny_bert_di
     assert not (tmp_path / "m").exists()
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAtStep(TrainerCallback):
-    """Checkpoint at `step` (whatever save_steps says), then die as a killed process would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_save = True
-
-    def on_save(self, args, state, control, **kwargs):
-        raise _Killed
-
-
 @pytest.mark.parametrize("stop_at", [2, 8])  # in the first epoch; mid second epoch (6 steps an epoch)
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_bert_dir, tmp_path, stop_at):
     data = write_jsonl(
@@ -279,8 +262,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tiny_bert_d
         )
 
     train_embedder(config("straight"), evaluate=False)
-    with pytest.raises(_Killed):
-        train_embedder(config("resumed"), evaluate=False, callbacks=[_KillAtStep(stop_at)])
+    with pytest.raises(Killed):
+        train_embedder(config("resumed"), evaluate=False, callbacks=[KillAtStep(stop_at)])
     assert (work_dir(tmp_path / "resumed") / f"checkpoint-{stop_at}").is_dir()
     seen = Seen()
     result = train_embedder(config("resumed"), evaluate=False, callbacks=[seen])

@@ -13,6 +13,7 @@ from fintune.data.tasks import get_task
 from fintune.llm.evaluate import evaluate_generation
 from fintune.llm.model import load_causal_lm
 from fintune.llm.train import train_llm, work_dir
+from tests.helpers import Steps
 from tests.unit.llm.conftest import make_tiny_llm
 
 
@@ -88,16 +89,6 @@ class _Stop(TrainerCallback):
         raise KeyboardInterrupt
 
 
-class _Steps(TrainerCallback):
-    """The optimizer steps this run actually takes."""
-
-    def __init__(self):
-        self.steps = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.steps.append(state.global_step)
-
-
 def _resume_cfg(model_dir, data, save_steps=100):
     # 24 examples, 8 a step: 3 steps an epoch, so 8 steps cross two epoch boundaries. Dropout makes
     # every step draw from the RNG, so a resumed run only matches if the RNG state is restored too.
@@ -138,7 +129,7 @@ def test_interrupted_run_resumes_exactly_where_it_stopped(tiny_llm_dir, fpb_file
         train_llm(cfg, out, callbacks=[_Stop()])
     assert not out.exists()  # nothing half-written
     assert (work_dir(out) / f"checkpoint-{stop_at}").is_dir()
-    taken = _Steps()
+    taken = Steps()
     result = train_llm(cfg, out, callbacks=[taken])
     assert taken.steps == list(range(stop_at + 1, 9))  # continued after the checkpoint, did not start over
     assert result.steps == 8 and out.is_dir() and not work_dir(out).exists()
