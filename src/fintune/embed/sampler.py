@@ -8,7 +8,6 @@ length, cuts it into batches and shuffles the batches, so batches are both short
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 
 import torch
@@ -40,42 +39,52 @@ class LengthBucketBatchSampler(DefaultBatchSampler):
         columns = [dataset[c] for c in text_columns]
         self.texts = [tuple(col[i] for col in columns) for i in range(len(dataset))]
         self.lengths = [max(len(t) for t in row) for row in self.texts]
+        self._planned: tuple[int, list[list[int]]] | None = None
 
     def __iter__(self) -> Iterator[list[int]]:
+        yield from self._plan(self.epoch)
+
+    def _plan(self, epoch: int) -> list[list[int]]:
+        """This epoch's batches, made once: `len()` must count exactly what iteration yields.
+
+        Keeping repeated texts apart can take more batches than n / batch_size, and the Trainer runs only
+        `len()` batches an epoch: a length that counted full batches silently skipped the extra ones."""
+        if self._planned is not None and self._planned[0] == epoch:
+            return self._planned[1]
         generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
+        generator.manual_seed(self.seed + epoch)
         order = torch.randperm(len(self.texts), generator=generator).tolist()
-        if self.drop_last:
-            order = order[: len(self) * self.batch_size]  # the random remainder, not the longest texts
         pool_size = self.batch_size * self.pool_batches
         batches: list[list[int]] = []
         for start in range(0, len(order), pool_size):
             pool = sorted(order[start : start + pool_size], key=self.lengths.__getitem__)
             batches.extend(self._batches_without_duplicates(pool))
-        for i in torch.randperm(len(batches), generator=generator).tolist():
-            yield batches[i]
+        plan = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        self._planned = (epoch, plan)
+        return plan
 
     def _batches_without_duplicates(self, pool: list[int]) -> list[list[int]]:
-        """First fit in length order into exactly ceil(pool / batch_size) batches.
-
-        An example whose text is already in the batch being filled goes to the next batch with room and
-        no such text (or, when none has, to the one where it repeats fewest). The count is fixed because
-        the Trainer takes an epoch's steps from `len()` before it iterates: extra batches are never trained."""
-        count = -(-len(pool) // self.batch_size)
-        batches: list[list[int]] = [[] for _ in range(count)]
-        seen: list[Counter[str]] = [Counter() for _ in range(count)]
-        repeats = Counter(t for index in pool for t in set(self.texts[index]))
-        # Most-repeated texts first, while every batch still has room to keep them apart; a stable sort keeps
-        # length order among equals (almost all examples: nothing of theirs repeats).
-        for index in sorted(pool, key=lambda i: -max(repeats[t] for t in self.texts[i])):
-            texts = set(self.texts[index])
-            roomy = [k for k in range(count) if len(batches[k]) < self.batch_size]
-            # the first roomy batch where it repeats nothing, else the one where it repeats least often
-            best = min(roomy, key=lambda k: sum(seen[k][t] for t in texts))
-            batches[best].append(index)
-            seen[best].update(texts)
+        """Greedy fill in length order; an example whose text is already in the batch waits for the next."""
+        batches: list[list[int]] = []
+        waiting = list(pool)
+        while waiting:
+            batch: list[int] = []
+            seen: set[str] = set()
+            rest: list[int] = []
+            for index in waiting:
+                texts = set(self.texts[index])
+                if len(batch) < self.batch_size and not (texts & seen):
+                    batch.append(index)
+                    seen |= texts
+                else:
+                    rest.append(index)
+            if len(batch) < self.batch_size and self.drop_last:
+                break
+            batches.append(batch)
+            waiting = rest
         return batches
 
     def __len__(self) -> int:
-        n = len(self.texts)
-        return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
+        # The Trainer reads it once, before the first epoch: a later epoch that needs a batch more than the
+        # first (another shuffle, other repeats side by side) leaves its last batch to the next epoch's order.
+        return len(self._plan(self.epoch))

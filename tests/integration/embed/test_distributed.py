@@ -40,7 +40,8 @@ def test_accelerate_launch_two_cpu_processes(beir_slice, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.safetensors").is_file()
     metrics = json.loads((out / "fintune_metrics.json").read_text())
-    # per-device batches of 8 on 2 processes: 16 examples a step, so about 10 steps for 160 (one process
-    # alone takes 20); DDP drops uneven last batches, hence "about"
-    assert (metrics["examples"], metrics["processes"]) == (160, 2)
-    assert 8 <= metrics["steps"] <= 10
+    # per-device batches of 8 on 2 processes: about 16 examples a step, so about 10 steps for 160 (one
+    # process alone takes 20). "About": the sampler's batches can be short (repeated passages kept apart),
+    # and accelerate evens out the processes' last batches (dropping or repeating up to one step's worth)
+    assert metrics["processes"] == 2 and 8 <= metrics["steps"] <= 11, metrics
+    assert abs(metrics["examples"] - 160) <= 16, metrics

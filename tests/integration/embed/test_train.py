@@ -71,7 +71,7 @@ def test_bad_training_file_leaves_nothing_behind(tmp_path):
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(beir_slice, tmp_path):
-    def config(name):  # 160 pairs in batches of 16: 10 steps
+    def config(name):  # 160 pairs in batches of 16
         return EmbedRunConfig(
             data=str(beir_slice),
             output=str(tmp_path / name),
@@ -87,10 +87,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_weights(b
     assert (work_dir(tmp_path / "resumed") / "checkpoint-4").is_dir() and not (tmp_path / "resumed").exists()
     taken = Steps()
     result = train_embedder(config("resumed"), evaluate=False, callbacks=[taken])
-    assert straight.steps == result.steps == 10
-    assert result.resumed_from_step == 4 and taken.steps == list(range(5, 11))  # continued, did not start over
-    # counted batch by batch, across the kill for the resumed run (not 160: see the sampler test below)
-    assert result.examples == straight.examples > 16 * 8
+    # 10 batches of 16, and one more: repeated passages are kept out of each other's batches
+    assert straight.steps == result.steps >= 10
+    # continued, did not start over
+    assert result.resumed_from_step == 4 and taken.steps == list(range(5, result.steps + 1))
+    # counted batch by batch, across the kill for the resumed run: every pair trained once
+    assert result.examples == straight.examples == 160
     metrics = json.loads((tmp_path / "resumed" / "fintune_metrics.json").read_text())
     assert metrics["examples"] == straight.examples and metrics["resumed_from_step"] == 4
     # weights, optimizer, scheduler, batch order and dropout RNG restored: the same model as one run

@@ -59,7 +59,10 @@ def test_beir_training_with_hard_negatives_and_eval(tiny_bert_dir, tiny_beir, tm
     trained = seen.dataset
     assert trained.column_names == ["anchor", "positive", "negative_1"]
     (dropped,) = [int(m[1]) for n in result.notes if (m := re.search(r"(\d+) queries had too few", n))]
-    assert len(trained) == 16 - dropped >= 12 and result.steps == seen.batches == math.ceil(len(trained) / 4)
+    # a passage that is several queries' negative takes batches of its own: at least ceil(n / 4) steps,
+    # and every triplet trained once
+    assert len(trained) == 16 - dropped >= 12 and result.steps == seen.batches >= math.ceil(len(trained) / 4)
+    assert result.examples == len(trained)
     from sentence_transformers import SentenceTransformer
 
     base = SentenceTransformer(str(tiny_bert_dir), device="cpu")
@@ -134,8 +137,8 @@ def test_each_data_shape_trains_with_a_fitting_loss(tiny_bert_dir, tmp_path, row
     assert seen.dataset.column_names == columns and check(seen.dataset)
     assert json.loads((out / "fintune_run.json").read_text())["loss"] == loss
     assert 0 < seen.logs["train_loss"] < math.inf  # the loss had something to learn from
-    # one epoch over the 8 examples in 2 batches of 4, every example trained once and counted
-    assert result.steps == 2 and seen.steps == [1, 2]
+    # one epoch over the 8 examples in batches of 4 (more than 2 where a text repeats), each trained once
+    assert result.steps >= 2 and seen.steps == list(range(1, result.steps + 1))
     assert result.examples == len(seen.dataset) == len(rows)
     assert json.loads((out / "fintune_metrics.json").read_text())["examples"] == len(rows)
 
@@ -285,29 +288,22 @@ def test_repeated_texts_do_not_cost_examples_an_epoch():
     from fintune.embed.sampler import LengthBucketBatchSampler
 
     # one passage close to many queries is the mined hard negative of each (hubness): here of 6 of 16
-    # queries, which need 6 batches of their own where the epoch has 4
+    # queries, which need 6 batches where n / batch_size gives 4
     n = 16
     triplets = Dataset.from_dict(
         {
             "anchor": [f"q{i}" for i in range(n)],
-            "positive": [f"p{7 if i == 15 else i}" for i in range(n)],
-            # plus a passage that answers two questions (p7 is also the positive of q15)
+            "positive": [f"p{7 if i == 15 else i}" for i in range(n)],  # p7 also answers q15
             "negative_1": ["hub" if i < 6 else f"n{i}" for i in range(n)],
         }
     )
     sampler = LengthBucketBatchSampler(triplets, batch_size=4, drop_last=False, seed=0)
     for epoch in range(3):
         sampler.set_epoch(epoch)
-        batches = list(sampler)
-        # the Trainer fixes an epoch's steps from len(): every example must be in that many batches
-        assert len(batches) == len(sampler) == 4
-        assert sorted(i for b in batches for i in b) == list(range(n))
-        for batch in batches:
-            texts = [
-                t for i in batch for t in (triplets[i]["anchor"], triplets[i]["positive"], triplets[i]["negative_1"])
-            ]
-            # the six hub examples cannot all be kept apart in 4 batches; they are spread (at most 2 a batch),
-            # and no other text repeats in a batch, so the in-batch negatives stay valid
-            assert texts.count("hub") <= 2
-            others = [t for t in texts if t != "hub"]
-            assert len(others) == len(set(others))
+        # the Trainer reads len() and takes that many batches: every example must be in them
+        trained = list(sampler)[: len(sampler)]
+        assert len(sampler) >= 6
+        assert sorted(i for b in trained for i in b) == list(range(n))
+        for batch in trained:  # no text twice in a batch: the in-batch negatives stay valid
+            texts = [t for i in batch for t in triplets[i].values()]
+            assert len(texts) == len(set(texts))
