@@ -37,3 +37,33 @@ def peak_rss_mb() -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def train_plain_minilm(dataset, batch_size: int, max_steps: int | None, output_dir: str) -> tuple:
+    """sentence-transformers' Trainer with its defaults (MNRL, one epoch) on MiniLM: the plain baseline.
+
+    Returns the trained model, the training seconds and the steps taken."""
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from fintune.models.resolve import resolve_model
+
+    model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
+    args = Args(
+        output_dir=output_dir,
+        per_device_train_batch_size=batch_size,
+        num_train_epochs=1,
+        max_steps=max_steps or -1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return model, time.perf_counter() - start, trainer.state.global_step

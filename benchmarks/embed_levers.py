@@ -16,38 +16,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_line
+from common import machine_line, train_plain_minilm
 
 
 def _plain(dataset, steps: int | None) -> tuple:
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers import SentenceTransformerTrainingArguments as Args
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-    from fintune.models.resolve import resolve_model
-
-    model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
-    args = Args(
-        output_dir=tempfile.mkdtemp(prefix="fintune-levers-plain-"),
-        per_device_train_batch_size=32,
-        num_train_epochs=1,
-        max_steps=steps or -1,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1000,
-        disable_tqdm=True,
-    )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
-    )
-    start = time.perf_counter()
-    trainer.train()
-    return model, time.perf_counter() - start, trainer.state.global_step
+    return train_plain_minilm(dataset, 32, steps, tempfile.mkdtemp(prefix="fintune-levers-plain-"))
 
 
 def _sampled(data, seed: int, distractors: int = 1000):

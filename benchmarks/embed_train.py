@@ -19,11 +19,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine_line, peak_rss_mb
+from common import machine_line, peak_rss_mb, train_plain_minilm
 
 VARIANTS = ("plain", "fintune")
 BATCH = 32
@@ -71,31 +70,10 @@ def _fintune(data: Path, steps: int) -> tuple:
 
 def _plain(data: Path, steps: int) -> tuple:
     """sentence-transformers' Trainer with its defaults on the same pairs."""
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers import SentenceTransformerTrainingArguments as Args
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
     from fintune.embed.examples import load_training_data
-    from fintune.models.resolve import resolve_model
 
     dataset = load_training_data(data).dataset
-    model = SentenceTransformer(str(resolve_model("minilm")), device="cpu")
-    args = Args(
-        output_dir="/tmp/fintune-bench-embed",
-        per_device_train_batch_size=BATCH,
-        max_steps=steps,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1000,
-        disable_tqdm=True,
-    )
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
-    )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    model, seconds, _ = train_plain_minilm(dataset, BATCH, steps, "/tmp/fintune-bench-embed")
     return model, dataset, steps * BATCH, seconds  # every batch is full: steps * 32 < the split's pairs
 
 
