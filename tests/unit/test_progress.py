@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from fintune.progress import StderrProgressCallback, progress_on_stderr
+from fintune.progress import StderrPrinterCallback, StderrProgressCallback, progress_on_stderr
 
 
 def test_metric_lines_are_written_to_stderr(capsys) -> None:
@@ -45,3 +45,13 @@ def test_the_stock_progress_callback_is_replaced_and_no_bar_is_added_when_progre
     quiet = _Trainer([])
     progress_on_stderr(quiet)  # type: ignore[arg-type]
     assert quiet.callback_handler.callbacks == []
+
+
+def test_without_a_terminal_the_log_printer_writes_to_stderr(capsys) -> None:
+    trainer = _Trainer([PrinterCallback()])
+    progress_on_stderr(trainer)  # type: ignore[arg-type]
+    (printer,) = trainer.callback_handler.callbacks
+    assert type(printer) is StderrPrinterCallback
+    printer.on_log(None, SimpleNamespace(is_world_process_zero=True), None, logs={"loss": 0.5, "total_flos": 1.0})
+    out, err = capsys.readouterr()
+    assert out == "" and "'loss': 0.5" in err and "total_flos" not in err

@@ -63,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     me.add_argument("--overwrite", action="store_true")
     me.set_defaults(func=cmd_merge)
 
+    fe = lsub.add_parser("federate", help="federated LoRA on Flower: each client trains on its own data")
+    fe.add_argument("--config", required=True, help="YAML or JSON file of named federated runs")
+    fe.add_argument("--run", help="the run to use from --config")
+    fe.add_argument("--output", help="adapter folder (default: output in the run)")
+    fe.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    fe.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. rounds=3 local_steps=10 aggregation=ffa")
+    fe.set_defaults(func=cmd_federate)
+
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     default = LLMRunConfig.model_fields["base_model"].default
@@ -89,9 +97,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = run_config_from_args(args, "llm")
     if not config.output:
         raise UsageError("give --output (or output in the run config)")
-    result = train_llm(
-        config, config.output, overwrite=args.overwrite, resume=not args.no_resume, skip_invalid=args.skip_invalid
-    )
+    if config.head != "generate":  # LoRA plus a classification/regression head: the HF Trainer's recipe
+        from fintune.llm.heads import train_head
+
+        result = train_head(config, config.output, overwrite=args.overwrite, skip_invalid=args.skip_invalid)
+    else:
+        result = train_llm(
+            config, config.output, overwrite=args.overwrite, resume=not args.no_resume, skip_invalid=args.skip_invalid
+        )
     console.print(
         f"saved adapter [bold]{result.output}[/] after {result.train_seconds:.0f} s of training "
         f"({result.steps} steps, {result.tokens_per_s:.0f} tokens/s)"
@@ -105,23 +118,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from fintune.data.tasks import get_task
     from fintune.llm.data import evaluation_examples, task_examples
     from fintune.llm.evaluate import evaluate_examples
+    from fintune.llm.inference import inference_settings
 
     task = get_task(args.task)
-    model, tokenizer, settings = _load(args)
+    settings = inference_settings(args.adapter, args.system_prompt, args.max_length)
+    head = settings.run.head if args.adapter else "generate"  # the path the adapter was trained for
+    if head == "generate":
+        model, tokenizer, settings = _load(args)
+    else:
+        from fintune.llm.heads import load_head_model
+
+        model, tokenizer, spec = load_head_model(args.adapter)
     if args.data:
         examples = task_examples(task, args.data, "dev", skip_invalid=args.skip_invalid)
     else:
         examples = evaluation_examples(task, None, settings.run.seed, settings.run.eval_limit)
         console.print(f"scoring {len(examples.examples)} examples from {examples.source}")
     chosen = examples.examples[: args.limit] if args.limit else examples.examples
-    result = evaluate_examples(
-        model, tokenizer, chosen, examples.family, args.batch_size, settings.system_prompt, settings.max_length
-    )
+    if head == "generate":
+        result = evaluate_examples(
+            model, tokenizer, chosen, examples.family, args.batch_size, settings.system_prompt, settings.max_length
+        )
+    else:
+        from fintune.llm.heads import evaluate_head
+
+        result = evaluate_head(
+            model,
+            tokenizer,
+            spec,
+            chosen,
+            examples.family,
+            settings.system_prompt,
+            settings.max_length,
+            args.batch_size,
+        )
+    extra: dict[str, Any] = {}
+    if result.by_source:
+        extra["by_source"] = result.by_source
+    if task.family == "regression":
+        from fintune.llm.regression import baselines_for
+
+        extra["baselines"] = baselines_for(task, args.data, args.limit)
     for key, value in result.metrics.items():
         console.print(f"{key:>20}  {fmt(value)}")
+    for group, scores in extra.items():
+        for name, metrics in scores.items():
+            console.print(f"{group} {name}: " + ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))
     if args.output:
         source = {"model": args.model, "adapter": args.adapter, "task": task.name, "data": examples.source}
-        write_json(args.output, {**source, "records": examples.records, **result.metrics})
+        write_json(args.output, {**source, "records": examples.records, **result.metrics, **extra})
     if args.predictions:
         _write_jsonl(args.predictions, result.predictions)
     return 0
@@ -179,6 +224,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
         f"(tolerance {check.tolerance:.0e}), same next token on {check.argmax_agreement:.0%} of probe positions"
     )
     return 0
+
+
+def cmd_federate(args: argparse.Namespace) -> int:
+    """Exit 1 when a client failed in some round (the adapter and every round's record are still written)."""
+    from fintune.cli.output import err_console
+    from fintune.federated.run import federate_from_files
+
+    result = federate_from_files(args.config, args.run, args.overrides, args.output, overwrite=args.overwrite)
+    err_console.print(f"saved federated adapter [bold]{result.output}[/] after {result.seconds:.0f} s")
+    for failure in result.failures:
+        err_console.print(f"  round {failure['round']}: client {failure['client']} failed: {failure['error']}")
+    return 1 if result.failures else 0
 
 
 def _write_jsonl(path: str | None, rows: list[dict[str, Any]]) -> None:

@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fintune.cli.output import console
 from fintune.errors import UsageError
+
+if TYPE_CHECKING:
+    from fintune.retrieval.hybrid import HybridSettings
 
 DEFAULT_STORE = "fintune-store"
 
@@ -35,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     se.add_argument("-k", type=int, default=10)
     se.add_argument("--filter", action="append", default=[], metavar="key=value", help="metadata equality, repeatable")
     se.add_argument("--mmr", action="store_true", help="maximal marginal relevance: diverse results")
+    hybrid_args(se)
     se.add_argument("--json", action="store_true", help="print JSON instead of a table")
     se.add_argument("--output", help="batch mode: write the JSONL here instead of standard output")
     se.set_defaults(func=cmd_search)
@@ -47,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ak.add_argument("-k", type=int, default=4, help="passages given to the LLM")
     ak.add_argument("--min-score", type=float, default=None, help="below this best cosine: no answer (0.3)")
     ak.add_argument("--filter", action="append", default=[], metavar="key=value")
+    hybrid_args(ak)
     ak.add_argument("--json", action="store_true")
     ak.set_defaults(func=cmd_ask)
 
@@ -60,6 +65,43 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
         "--store", default=DEFAULT_STORE, help=f"folder (embedded), postgresql://... or hana://... ({DEFAULT_STORE})"
     )
     parser.add_argument("--collection", required=True, help="collection name (an alias of its live version)")
+
+
+def hybrid_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hybrid", action="store_true", help="fuse keyword (full-text) and vector search (RRF)")
+    parser.add_argument("--vector-weight", type=float, help="with --hybrid: weight of the vector ranking (1.0)")
+    parser.add_argument("--keyword-weight", type=float, help="with --hybrid: weight of the keyword ranking (1.0)")
+    parser.add_argument("--rrf-k", type=int, help="with --hybrid: reciprocal-rank-fusion constant (60)")
+
+
+def hybrid_settings(args: argparse.Namespace) -> HybridSettings | None:
+    """The HybridSettings that --hybrid and its options ask for, or None without --hybrid."""
+    from fintune.retrieval.hybrid import HybridSettings
+
+    given = {
+        name: value
+        for name, value in (
+            ("vector_weight", args.vector_weight),
+            ("keyword_weight", args.keyword_weight),
+            ("rrf_k", args.rrf_k),
+        )
+        if value is not None
+    }
+    if not args.hybrid:
+        if given:
+            options = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{options} only apply with --hybrid")
+        return None
+    return HybridSettings(**given)
+
+
+def _score_fields(hit: Any) -> dict[str, float]:
+    """Each side's own score of a hybrid hit (its `score` is the fused one)."""
+    return {
+        name: round(value, 6)
+        for name, value in (("vector_score", hit.vector_score), ("keyword_score", hit.keyword_score))
+        if value is not None
+    }
 
 
 def parse_filters(items: list[str]) -> dict[str, str] | None:
@@ -112,19 +154,23 @@ def cmd_search(args: argparse.Namespace) -> int:
     if bool(args.query) == bool(args.queries):
         raise UsageError("give a query, or --queries FILE for batch mode")
     filters = parse_filters(args.filter)
+    hybrid = hybrid_settings(args)
     store = open_store(args.store)
     try:
         searcher = open_collection(store, args.collection, args.model)
         if args.query:
-            hits = searcher.search([args.query], args.k, filters, args.mmr)[0]
+            hits = searcher.search([args.query], args.k, filters, args.mmr, hybrid=hybrid)[0]
             _print_hits(args.query, hits, args.json)
             return 0
         ids, texts = read_queries(args.queries, args.split)
-        results = searcher.search(texts, args.k, filters, args.mmr)
+        results = searcher.search(texts, args.k, filters, args.mmr, hybrid=hybrid)
     finally:
         store.close()
     lines = [
-        json.dumps({"query_id": q, "results": [{"id": h.id, "score": round(h.score, 6)} for h in hits]}) + "\n"
+        json.dumps(
+            {"query_id": q, "results": [{"id": h.id, "score": round(h.score, 6), **_score_fields(h)} for h in hits]}
+        )
+        + "\n"
         for q, hits in zip(ids, results, strict=True)
     ]
     if args.output:
@@ -138,7 +184,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:
     if as_json:
-        rows = [{"id": h.id, "score": round(h.score, 6), "text": h.text, "metadata": h.metadata} for h in hits]
+        rows = [
+            {"id": h.id, "score": round(h.score, 6), **_score_fields(h), "text": h.text, "metadata": h.metadata}
+            for h in hits
+        ]
         print(json.dumps({"query": query, "results": rows}, ensure_ascii=False, indent=2))
         return
     from rich.table import Table
@@ -156,11 +205,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
 
+    hybrid = hybrid_settings(args)
     store = open_store(args.store)
     try:
         searcher = open_collection(store, args.collection)
         answerer = Answerer(
-            searcher, llm=args.llm, adapter=args.adapter, k=args.k, min_score=args.min_score or MIN_SCORE
+            searcher,
+            llm=args.llm,
+            adapter=args.adapter,
+            k=args.k,
+            min_score=args.min_score or MIN_SCORE,
+            hybrid=hybrid,
         )
         answer = answerer.ask(args.question, parse_filters(args.filter))
     finally:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from fintune.data.errors import RecordError
 
-Kind = Literal["text", "optional_text", "score01", "int01", "label", "texts", "messages", "tags", "any"]
+Kind = Literal["text", "optional_text", "score01", "int01", "label", "texts", "messages", "tags", "number", "any"]
 ROLES = ("system", "user", "assistant")
 
 
@@ -17,6 +18,7 @@ class Field:
     names: tuple[str, ...]  # accepted spellings, first is canonical (e.g. context | prompt)
     kind: Kind = "text"
     required: bool = True
+    bounds: tuple[float, float] | None = None  # declared range of a "number" (inclusive)
 
     @property
     def name(self) -> str:
@@ -26,8 +28,8 @@ class Field:
         return next((n for n in self.names if n in record), None)
 
 
-def field(*names: str, kind: Kind = "text", required: bool = True) -> Field:
-    return Field(names=names, kind=kind, required=required)
+def field(*names: str, kind: Kind = "text", required: bool = True, bounds: tuple[float, float] | None = None) -> Field:
+    return Field(names=names, kind=kind, required=required, bounds=bounds)
 
 
 def check_fields(
@@ -43,7 +45,7 @@ def check_fields(
             if spec.required:
                 errors.append(RecordError(path, line, "|".join(spec.names), "missing field"))
             continue
-        problem = _check_value(spec.kind, record[key], labels, record)
+        problem = _check_value(spec.kind, record[key], labels, record) or _check_bounds(spec, record[key])
         if problem:
             errors.append(RecordError(path, line, key, problem))
     return errors
@@ -63,6 +65,9 @@ def _check_value(kind: Kind, value: Any, labels: tuple[str, ...] | None, record:
         if number is None:
             return f"expected a number, got {value!r}"
         return None if 0.0 <= number <= 1.0 else f"score {number} outside 0..1"
+    if kind == "number":
+        number = as_number(value)
+        return None if number is not None and math.isfinite(number) else f"expected a number, got {value!r}"
     if kind == "int01":
         return None if str(value) in ("0", "1") and not isinstance(value, float) else f"expected 0 or 1, got {value!r}"
     if kind == "label":
@@ -81,6 +86,15 @@ def _check_value(kind: Kind, value: Any, labels: tuple[str, ...] | None, record:
     if kind == "messages":
         return _check_messages(value)
     raise AssertionError(kind)
+
+
+def _check_bounds(spec: Field, value: Any) -> str | None:
+    """A number outside the field's declared range (checked after its kind, so `value` is a number)."""
+    if spec.bounds is None:
+        return None
+    number = as_number(value)
+    low, high = spec.bounds
+    return None if number is None or low <= number <= high else f"{number} outside the declared range {low}..{high}"
 
 
 def _check_tags(value: Any, labels: tuple[str, ...] | None, record: dict[str, Any]) -> str | None:

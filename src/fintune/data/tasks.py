@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fintune.data.schema import Field, field
 from fintune.errors import UsageError
 from fintune.paths import data_root
 
-Family = Literal["classification", "qa", "generation", "numeric", "retrieval"]
+Family = Literal["classification", "qa", "generation", "numeric", "regression", "retrieval"]
+
+# A next-day return beyond these (percent) is a units mistake (a fraction, basis points), not a market move.
+RETURN_PCT_BOUNDS = (-100.0, 100.0)
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+TFNS_TO_SENTIMENT = {"bearish": "negative", "bullish": "positive", "neutral": "neutral"}
+# FinLoRA's thresholds for FiQA scores: below -0.1 negative, below 0.1 neutral, else positive.
+FIQA_NEGATIVE_BELOW, FIQA_NEUTRAL_BELOW = -0.1, 0.1
 
 HEADLINE_FLAGS = (
     "price_direction_up",
@@ -34,15 +41,19 @@ class FinancialTask:
     folder: str  # relative to the data root
     splits: tuple[str, ...]
     fields: tuple[Field, ...]
-    layout: Literal["jsonl", "beir"] = "jsonl"
+    layout: Literal["jsonl", "beir", "parts"] = "jsonl"  # parts: no files of its own, see `parts`
     label_field: str | None = None  # the field whose values must lie in `labels`
     labels: tuple[str, ...] | None = None
     source: str = ""
+    target_field: str | None = None  # the number a regression task predicts
+    parts: tuple[str, ...] = ()  # a task built from other tasks' data (mapped onto its fields), scored per part
 
     def path(self, split: str = "train", root: Path | None = None) -> Path:
         """The task's file for `split` (or its BEIR folder)."""
         if split not in self.splits:
             raise UsageError(f"task '{self.name}' has no split '{split}' (has: {', '.join(self.splits)})")
+        if self.layout == "parts":
+            raise UsageError(f"task '{self.name}' has no files of its own: it reads {', '.join(self.parts)}")
         base = (root or data_root()) / self.folder
         return base if self.layout == "beir" else base / f"{split}.jsonl"
 
@@ -140,6 +151,56 @@ TASKS: dict[str, FinancialTask] = {
             source="ECTSum (EMNLP 2022), GPL-3.0",
         ),
         FinancialTask(
+            "stocknet",
+            "A ticker's tweets of one day -> the next trading day's return in percent",
+            "regression",
+            "regression/stocknet",
+            ("train", "dev"),
+            (
+                field("id", kind="any", required=False),
+                field("ticker"),
+                field("date"),
+                field("texts", kind="texts"),
+                field("ret_next_pct", kind="number", bounds=RETURN_PCT_BOUNDS),
+                field("ret_same_pct", kind="any", required=False),
+            ),
+            target_field="ret_next_pct",
+            source="StockNet (Xu and Cohen, ACL 2018), MIT",
+        ),
+        FinancialTask(
+            "fiqa_sa_score",
+            "Sentiment score in [-1, 1] of a headline or post towards its target entity",
+            "regression",
+            "regression/fiqa_sa",
+            ("train", "dev"),
+            (
+                field("id", kind="any", required=False),
+                field("text"),
+                field("target"),
+                field("type", kind="any", required=False),
+                field("score", kind="number", bounds=(-1.0, 1.0)),
+            ),
+            target_field="score",
+            source="FiQA-2018 task 1",
+        ),
+        FinancialTask(
+            "sentiment",
+            "Three-class sentiment over fpb, tfns and FiQA (scores mapped to classes), scored per source",
+            "classification",
+            "sentiment",  # no files of its own: the parts' files (or a given file of these fields)
+            ("train", "dev"),
+            (
+                field("id", kind="any", required=False),
+                field("text"),
+                field("label", kind="label"),
+                field("source", kind="any", required=False),
+            ),
+            layout="parts",
+            label_field="label",
+            labels=SENTIMENT_LABELS,
+            parts=("fpb", "tfns", "fiqa_sa_score"),
+        ),
+        FinancialTask(
             "financial_qa_10k",
             "Retrieve the 10-K passage that answers an analyst's question",
             "retrieval",
@@ -148,8 +209,36 @@ TASKS: dict[str, FinancialTask] = {
             (),
             layout="beir",
         ),
+        FinancialTask(
+            "rag_10k",
+            "Answer a 10-K question from retrieved passages, citing the passage id, or refuse",
+            "qa",
+            "retrieval/financial_qa_10k",
+            ("train", "dev"),
+            (),
+            layout="beir",
+        ),
     )
 }
+
+
+def score_to_sentiment(score: float) -> str:
+    if score < FIQA_NEGATIVE_BELOW:
+        return "negative"
+    return "neutral" if score < FIQA_NEUTRAL_BELOW else "positive"
+
+
+def as_sentiment_record(part: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A record of `part` (fpb, tfns, fiqa_sa_score) as a `sentiment` record {id, text, label, source}."""
+    if part == "fpb":
+        label = str(record["label"])
+    elif part == "tfns":
+        label = TFNS_TO_SENTIMENT[str(record["label"])]
+    elif part == "fiqa_sa_score":
+        label = score_to_sentiment(float(record["score"]))
+    else:
+        raise UsageError(f"task '{part}' is not a source of the sentiment task")
+    return {"id": record.get("id"), "text": record["text"], "label": label, "source": part}
 
 
 def get_task(name: str) -> FinancialTask:

@@ -229,8 +229,6 @@ def _training_examples(
         pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
         source = f"{data.source}, {len(grouped.held_out)} '{grouped.field}' groups held out"
         data = TrainingData(pairs, "pairs", source, grouped.mining_corpus, data.skipped)
-    if config.hard_negatives is None:
-        config = config.model_copy(update={"hard_negatives": 1 if data.shape == "pairs" and data.corpus else 0})
     if data.skipped:
         notes.append(f"skipped {data.skipped} invalid training record(s)")
     if config.hard_negatives and data.shape != "pairs":

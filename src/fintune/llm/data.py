@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from fintune.config.schema import LLMRunConfig
 from fintune.data.beir import is_beir_folder, load_beir, splits_of
 from fintune.data.loading import load_records
-from fintune.data.tasks import FinancialTask, get_task
+from fintune.data.readers import Row, read_jsonl
+from fintune.data.tasks import FinancialTask, as_sentiment_record, get_task
 from fintune.errors import UsageError
 from fintune.llm.prompts import Example, build_examples
 
@@ -50,10 +52,53 @@ def task_examples(
     task = get_task(task) if isinstance(task, str) else task
     if task.name == "financial_qa_10k":
         return _qa_10k_examples(task, Path(path) if path else task.path(split), split)
+    if task.name == "rag_10k":  # prompts as `fintune ask` builds them, from a real index (fintune.rag.task)
+        from fintune.rag.task import rag_task_examples
+
+        examples, records, origin = rag_task_examples(task, Path(path) if path else task.path(split), split)
+        return ExampleSet(task.name, "qa", examples, records, origin)
+    if task.layout == "parts":
+        part = file_part(task, Path(path)) if path else None
+        if not path or part:
+            return _parts_examples(task, split, skip_invalid, {part: Path(path)} if part and path else None)
     source = Path(path) if path else task.path(split)
     rows = load_records(source, task=task, skip_invalid=skip_invalid).rows
     examples = [e for r in rows for e in build_examples(task, r)]
     return ExampleSet(task.name, llm_family(task), examples, len(rows), str(source))
+
+
+def file_part(task: FinancialTask, path: Path) -> str | None:
+    """Which part's schema a file given for a multi-source task follows (a held-out fpb, tfns or FiQA file),
+    or None for a file in the task's own fields ({text, label, source})."""
+    first = next((item.value for item in read_jsonl(path) if isinstance(item, Row)), None)
+    if not isinstance(first, dict) or "source" in first:
+        return None
+    if "score" in first:
+        return "fiqa_sa_score"
+    labels = {str(item.value.get("label")) for item in read_jsonl(path) if isinstance(item, Row)}
+    if labels & {"bearish", "bullish"}:
+        return "tfns"
+    return "fpb" if labels <= set(task.labels or ()) else None
+
+
+def _parts_examples(
+    task: FinancialTask, split: str, skip_invalid: bool, files: dict[str, Path] | None = None
+) -> ExampleSet:
+    """A task built from other tasks' data: each part's records (checked against the part's own schema,
+    so errors name the part's file and line) mapped onto the task's fields, each example tagged with its part.
+    `files`: {part: file} instead of every part's `split`."""
+    per_part: list[list[Example]] = []
+    records, sources = 0, []
+    for name in files or task.parts:
+        part = get_task(name)
+        source = files[name] if files else part.path(split)
+        rows = load_records(source, task=part, skip_invalid=skip_invalid).rows
+        per_part.append([e for r in rows for e in build_examples(task, as_sentiment_record(name, r))])
+        records += len(rows)
+        sources.append(str(source))
+    # Interleaved, so a validation limit or `llm eval --limit` still scores every source.
+    examples = [e for group in zip_longest(*per_part) for e in group if e is not None]
+    return ExampleSet(task.name, llm_family(task), examples, records, " + ".join(sources))
 
 
 def _qa_10k_examples(task: FinancialTask, folder: Path, split: str) -> ExampleSet:
@@ -176,4 +221,6 @@ def task_validation(task: FinancialTask, data: str | Path | None, eval_path: str
 
 def is_registry_split(task: FinancialTask, path: str | Path) -> bool:
     """`path` is the task's own shared train data (FinLoRA's configs name it explicitly)."""
+    if task.layout == "parts":
+        return False
     return Path(path).resolve() == task.path("train").resolve()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -33,11 +33,13 @@ def _classification(answers: list[str], golds: list[str], examples: list[Example
 
 
 def _regression(answers: list[str], golds: list[str], examples: list[Example]) -> dict[str, float]:
-    """MSE and R² over the answers that hold a number; the rest are counted, not guessed."""
+    """MSE, R², Pearson and directional accuracy over the answers that hold a number; the rest are counted
+    (`unparsed`, `unparsed_rate`), not guessed."""
     pairs = [(first_number(a), float(g)) for a, g in zip(answers, golds, strict=True)]
     scored = [(p, g) for p, g in pairs if p is not None]
     metrics = regression_metrics([p for p, _ in scored], [g for _, g in scored]) if len(scored) >= 2 else {}
-    return metrics | {"no_number_rate": 1 - len(scored) / len(pairs)}
+    unparsed = len(pairs) - len(scored)
+    return metrics | {"unparsed": float(unparsed), "unparsed_rate": unparsed / len(pairs)}
 
 
 Scorer = Callable[[list[str], list[str], list[Example]], dict[str, float]]
@@ -54,6 +56,19 @@ SCORERS: dict[str, Scorer] = {
 class GenerationEval:
     metrics: dict[str, float]
     predictions: list[dict[str, Any]]
+    by_source: dict[str, dict[str, float]] = field(default_factory=dict)  # a multi-source task's parts
+
+
+def score_by_source(family: str, answers: list[str], examples: list[Example]) -> dict[str, dict[str, float]]:
+    """The family's metrics on each source of a multi-source task (sentiment: fpb, tfns, fiqa_sa_score)."""
+    sources = dict.fromkeys(e.source for e in examples if e.source)
+    out = {}
+    for source in sources:
+        chosen = [i for i, e in enumerate(examples) if e.source == source]
+        picked = [examples[i] for i in chosen]
+        metrics = SCORERS[family]([answers[i] for i in chosen], [e.target for e in picked], picked)
+        out[source] = {"examples": float(len(chosen)), **metrics}
+    return out
 
 
 def evaluate_examples(
@@ -93,7 +108,7 @@ def evaluate_examples(
         | ({"predicted": first_label(a, e.labels)} if e.labels else {})
         for i, (e, a) in enumerate(zip(examples, gen.answers, strict=True))
     ]
-    return GenerationEval(metrics=metrics, predictions=predictions)
+    return GenerationEval(metrics, predictions, score_by_source(family, gen.answers, examples))
 
 
 def evaluate_generation(

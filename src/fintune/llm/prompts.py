@@ -13,6 +13,15 @@ from fintune.errors import UsageError
 # FinLoRA's sentiment instruction; the label list comes from the task so prompt and scoring agree.
 SENTIMENT_INSTRUCTION = "What is the sentiment of this {kind}? Please choose an answer from {{{labels}}}."
 TEXT_KINDS = {"fpb": "news", "tfns": "tweet"}
+SENTIMENT_TEXT_KINDS = {**TEXT_KINDS, "fiqa_sa_score": "financial text"}
+STOCKNET_INSTRUCTION = (
+    "From these tweets about ${ticker} on {date}, predict the stock's return over the next trading day "
+    "in percent. Answer with one number."
+)
+FIQA_SCORE_INSTRUCTION = (
+    "What is the sentiment of this {kind} towards {target}, as a score from -1 (very negative) "
+    "to 1 (very positive)? Answer with one number."
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,7 @@ class Example:
     target: str  # the answer to learn or to score against
     labels: tuple[str, ...] = ()  # the answer set, for classification
     history: tuple[dict[str, str], ...] = ()  # earlier chat turns (system, user, assistant) before `prompt`
+    source: str = ""  # the part of a multi-source task (sentiment: fpb, tfns, fiqa_sa_score), scored apart
 
 
 # Headline flags as yes/no questions (FinLoRA's headline task asks one question per flag).
@@ -43,6 +53,24 @@ def build_examples(task: FinancialTask, record: dict[str, Any]) -> list[Example]
         labels = task.labels or ()
         instruction = SENTIMENT_INSTRUCTION.format(kind=TEXT_KINDS[task.name], labels="/".join(labels))
         return [Example(f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:", str(record["label"]), labels)]
+    if task.name == "sentiment":
+        kind = SENTIMENT_TEXT_KINDS.get(str(record.get("source") or ""), "text")
+        instruction = SENTIMENT_INSTRUCTION.format(kind=kind, labels="/".join(task.labels or ()))
+        prompt = f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:"
+        return [Example(prompt, str(record["label"]), task.labels or (), source=str(record.get("source") or ""))]
+    if task.name == "stocknet":
+        tweets = "\n".join(f"- {t}" for t in record["texts"])
+        prompt = (
+            f"Instruction: {STOCKNET_INSTRUCTION.format(ticker=record['ticker'], date=record['date'])}\n"
+            f"Tweets:\n{tweets}\nAnswer:"
+        )
+        return [Example(prompt, number_answer(record["ret_next_pct"]))]
+    if task.name == "fiqa_sa_score":
+        kind = record.get("type") or "text"
+        instruction = FIQA_SCORE_INSTRUCTION.format(kind=kind, target=record["target"])
+        return [
+            Example(f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:", number_answer(record["score"]))
+        ]
     if task.name == "headline":
         return [
             Example(
@@ -71,6 +99,11 @@ def build_examples(task: FinancialTask, record: dict[str, Any]) -> list[Example]
     if "context" in record and "target" in record:  # FinLoRA {context, target}: the prompt is complete
         return [Example(record["context"], str(record["target"]))]
     raise UsageError(f"task '{task.name}' has no prompt builder")
+
+
+def number_answer(value: Any) -> str:
+    """A regression target as the model writes it: the number with at most 3 decimals ("-0.374", "1.25")."""
+    return f"{round(float(value), 3) + 0.0:g}"  # + 0.0: no "-0"
 
 
 def entities(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:

@@ -23,10 +23,11 @@ from trl import SFTConfig, SFTTrainer
 from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
 from fintune.config.saved import write_run
 from fintune.config.schema import LLMRunConfig
-from fintune.errors import OutputExistsError
+from fintune.errors import OutputExistsError, UsageError
 from fintune.llm import fast
 from fintune.llm.data import ExampleSet, training_sets
 from fintune.llm.encode import encode_example
+from fintune.llm.loss import WEIGHT_COLUMN, WeightedLossSFTTrainer
 from fintune.llm.methods import check_method_device, keep_4bit_layers_trainable, lora_config, quantization_config
 from fintune.llm.mixing import mix
 from fintune.models.device import pick_device, pick_dtype
@@ -75,11 +76,24 @@ def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainDa
     return LLMTrainData(train, evals, sets, notes)
 
 
-def encode_all(tokenizer: PreTrainedTokenizerBase, examples: list[Any], cfg: LLMRunConfig) -> tuple[Dataset, int]:
-    """Tokenised examples for TRL (input_ids + completion_mask) and how many prompts were truncated."""
+def encode_all(
+    tokenizer: PreTrainedTokenizerBase, examples: list[Any], cfg: LLMRunConfig, weights: list[float] | None = None
+) -> tuple[Dataset, int]:
+    """Tokenised examples for TRL (input_ids + completion_mask, and each example's loss weight when given)
+    and how many prompts were truncated."""
     encoded = [encode_example(tokenizer, e, cfg.system_prompt, cfg.max_seq_length) for e in examples]
-    rows = {"input_ids": [e.input_ids for e in encoded], "completion_mask": [e.completion_mask for e in encoded]}
+    rows: dict[str, list[Any]] = {
+        "input_ids": [e.input_ids for e in encoded],
+        "completion_mask": [e.completion_mask for e in encoded],
+    }
+    if weights is not None:
+        rows[WEIGHT_COLUMN] = weights
     return Dataset.from_dict(rows), sum(e.truncated for e in encoded)
+
+
+def weighted_loss(cfg: LLMRunConfig) -> bool:
+    """The run needs fintune's loss (per-example normalisation or task weights), not TRL's token mean."""
+    return cfg.resolved_loss_normalization == "example" or bool(cfg.task_loss_weights)
 
 
 def load_base(cfg: LLMRunConfig, device: str) -> tuple[Any, PreTrainedTokenizerBase, torch.dtype]:
@@ -111,6 +125,8 @@ def train_llm(
     skip_invalid: bool = False,
     callbacks: list[TrainerCallback] | None = None,
 ) -> LLMTrainResult:
+    if cfg.head != "generate":
+        raise UsageError(f"head '{cfg.head}' trains with fintune.llm.heads.train_head (`fintune llm train` picks it)")
     output = Path(output)
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} already exists; choose another output or pass --overwrite")
@@ -118,7 +134,9 @@ def train_llm(
     check_method_device(cfg, device)
     data = load_train_data(cfg, skip_invalid)  # before the model: bad data fails in seconds
     model, tokenizer, dtype = load_base(cfg, device)
-    train_ds, truncated = encode_all(tokenizer, [e for _, e in data.train], cfg)
+    loss_weights = cfg.task_loss_weights or {}
+    weights = [loss_weights.get(task, 1.0) for task, _ in data.train] if weighted_loss(cfg) else None
+    train_ds, truncated = encode_all(tokenizer, [e for _, e in data.train], cfg, weights)
     eval_ds = {name: encode_all(tokenizer, ex, cfg)[0] for name, ex in data.eval.items() if ex and cfg.eval_each_epoch}
     notes = list(data.notes)
     if truncated:
@@ -129,7 +147,13 @@ def train_llm(
     peft_config = lora_config(cfg, model)
     work = work_dir(output)
     args = _sft_args(cfg, work, device, dtype, has_eval=bool(eval_ds))
-    trainer = fast.FastSFTTrainer(
+    trainer_class, extra = (
+        (WeightedLossSFTTrainer, {"loss_normalization": cfg.resolved_loss_normalization})
+        if weights is not None
+        else (fast.FastSFTTrainer, {})
+    )
+    trainer = trainer_class(
+        **extra,
         model=model,
         args=args,
         train_dataset=train_ds,

@@ -12,18 +12,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fintune.retrieval.hybrid import HybridSettings
+from fintune.retrieval.prompt import NOT_FOUND, rag_prompt
 from fintune.retrieval.search import Searcher
 from fintune.retrieval.stores.base import Hit
 
 if TYPE_CHECKING:
     from fintune.llm.inference import InferenceSettings
 
-NOT_FOUND = "The passages do not contain the answer."
-INSTRUCTION = (
-    "Answer the question using only the passages from 10-K filings. Cite the id of each passage you use in "
-    f"square brackets, like [d12]. If the passages do not contain the answer, reply exactly: {NOT_FOUND}"
-)
-PASSAGE_CHARS = 1200  # per passage: four passages stay well inside SmolLM2's context
 MIN_SCORE = 0.3  # cosine; below it no passage is about the question (chosen on the 10-K dev set)
 ATTRIBUTION_OVERLAP = 0.5  # share of the answer's words a passage must contain to be named as its source
 WORD = re.compile(r"[A-Za-z0-9$%.,]+")
@@ -51,11 +47,6 @@ class Answer:
         }
 
 
-def rag_prompt(question: str, passages: list[Hit]) -> str:
-    blocks = "\n".join(f"[{h.id}] {h.text[:PASSAGE_CHARS]}" for h in passages)
-    return f"Instruction: {INSTRUCTION}\nPassages:\n{blocks}\nQuestion: {question}\nAnswer:"
-
-
 def cited_ids(answer: str, passages: list[Hit]) -> list[str]:
     known = {h.id for h in passages}
     found = []
@@ -79,6 +70,17 @@ def attribute(answer: str, passages: list[Hit]) -> list[str]:
     return out
 
 
+def best_cosine(hits: list[Hit]) -> float | None:
+    """The guard's measure, a cosine: a vector hit's score, or the best vector_score of fused hits (their
+    score is a rank fusion, on no cosine scale). None when no passage came from the vector side."""
+    if not hits:
+        return None
+    if all(h.vector_score is None and h.keyword_score is None for h in hits):
+        return hits[0].score  # plain vector search: scores are cosines, best first
+    cosines = [h.vector_score for h in hits if h.vector_score is not None]
+    return max(cosines) if cosines else None
+
+
 def says_not_found(answer: str) -> bool:
     lowered = answer.lower()
     return "do not contain the answer" in lowered or "does not contain the answer" in lowered
@@ -96,12 +98,14 @@ class Answerer:
         min_score: float = MIN_SCORE,
         max_new_tokens: int = 96,
         system_prompt: str | None = None,  # None: the adapter's training prompt, else the recipe's; "" for none
+        hybrid: HybridSettings | None = None,  # fuse keyword search with the vector search
     ):
         self.searcher = searcher
         self.llm = llm  # None: the adapter's base model, else the default one
         self.adapter = adapter
         self.k, self.min_score, self.max_new_tokens = k, min_score, max_new_tokens
         self.system_prompt = system_prompt
+        self.hybrid = hybrid
         self._model: Any = None
 
     def _load(self) -> tuple[Any, Any, InferenceSettings]:
@@ -112,9 +116,14 @@ class Answerer:
         return self._model
 
     def ask(self, question: str, filter: dict[str, Any] | None = None) -> Answer:
-        hits = self.searcher.search([question], self.k, filter)[0]
-        if not hits or hits[0].score < self.min_score:
-            best = f"{hits[0].score:.2f}" if hits else "none"
+        hits = self.searcher.search([question], self.k, filter, hybrid=self.hybrid)[0]
+        return self.answer_hits(question, hits)
+
+    def answer_hits(self, question: str, hits: list[Hit]) -> Answer:
+        """`ask` on passages already retrieved: an evaluation retrieves once for several answerers."""
+        cosine = best_cosine(hits)
+        if cosine is None or cosine < self.min_score:
+            best = "none" if cosine is None else f"{cosine:.2f}"
             note = f"best passage score {best} is below {self.min_score}: no passage is about this question"
             return Answer(question, NOT_FOUND, False, [], False, hits, [note])
         from fintune.llm.encode import encode_prompt

@@ -48,3 +48,18 @@ def test_models_list_shows_both_aliases(capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "minilm" in out and "smollm2" in out
+
+
+def test_validate_checks_federated_runs_beside_llm_runs(tmp_path, capsys):
+    path = tmp_path / "runs.yaml"
+    path.write_text(
+        "fed:\n  pipeline: federated\n  clients:\n    - {name: a, task: fpb}\n  rounds: 0\n"
+        "solo:\n  pipeline: llm\n  task: fpb\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "1 problem(s)" in err and "fed.rounds" in err and f"{path}:5" in err
+    assert main(["validate", str(path), "solo"]) == 0
+    path.write_text(path.read_text().replace("rounds: 0", "rounds: 2"))
+    assert main(["validate", str(path)]) == 0
+    assert "2 run(s) valid: fed, solo" in capsys.readouterr().out

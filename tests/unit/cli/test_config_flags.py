@@ -52,7 +52,7 @@ def test_every_plain_field_is_a_flag_typed_by_its_annotation():
         for name, info in model.model_fields.items()
         if flag_kind(info.annotation) is None
     }
-    assert only_in_config == {"target_modules", "tasks", "search_space"}
+    assert only_in_config == {"target_modules", "tasks", "task_loss_weights", "search_space"}
 
 
 @pytest.mark.parametrize(

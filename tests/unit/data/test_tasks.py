@@ -14,6 +14,10 @@ def test_registry_has_every_shared_task():
         "financebench",
         "ectsum",
         "financial_qa_10k",
+        "stocknet",
+        "fiqa_sa_score",
+        "sentiment",
+        "rag_10k",
     }
 
 

@@ -89,7 +89,12 @@ def test_grouped_validation_is_the_default_when_the_data_have_tickers(tiny_bert_
     seen = Seen()
     out = tmp_path / "m"
     config = EmbedRunConfig(
-        model=str(tiny_bert_dir), data=str(ticker_beir), output=str(out), batch_size=8, style_check=False
+        model=str(tiny_bert_dir),
+        data=str(ticker_beir),
+        output=str(out),
+        batch_size=8,
+        style_check=False,
+        hard_negatives=1,  # not the default: here to show the held-out companies are not mined either
     )
     result = train_embedder(config, callbacks=[seen])
     assert result.validation and "'ticker' groups held out" in result.validation

@@ -36,10 +36,13 @@ class Row:
 @dataclass
 class Hit:
     id: str
-    score: float  # cosine similarity, whatever the store reports natively
+    score: float  # vector search: cosine; keyword search: the engine's text score; hybrid: the fused RRF score
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: list[float] | None = None
+    # hybrid search only: each side's own score, None when that side did not return the document
+    vector_score: float | None = None
+    keyword_score: float | None = None
 
 
 class Store(ABC):
@@ -79,6 +82,13 @@ class Store(ABC):
         self, name: str, vector: list[float], k: int, filter: dict[str, Any] | None, with_vectors: bool
     ) -> list[Hit]:
         """The k nearest documents by cosine, best first."""
+
+    @abstractmethod
+    def keyword_search(self, name: str, query: str, k: int, filter: dict[str, Any] | None) -> list[Hit]:
+        """The k best documents for `query` by the database's own full-text search, best first.
+
+        Terms are OR-ed (a question's words rarely all occur in its passage); `filter` applies as in
+        `candidates`; Hit.score is the store's text relevance (BM25; HANA's SCORE())."""
 
     @abstractmethod
     def vectorstore(self, name: str, embeddings: Embeddings) -> VectorStore:

@@ -63,6 +63,7 @@ class EmbeddedStore(Store):
         self.db = lancedb.connect(str(self.folder))
         self._tables: dict[str, Any] = {}
         self._indexed: dict[str, bool] = {}  # per table: listing indices on every search cost a round trip
+        self._fts: set[str] = set()  # tables known to have their full-text index
         self._locks: dict[str, Any] = {}
         self._sqlite = sqlite3.connect(str(self.folder / CATALOG_FILE), timeout=30)
         with self.lock(SETUP_LOCK):
@@ -112,6 +113,7 @@ class EmbeddedStore(Store):
     def drop_collection(self, name: str) -> None:
         self._tables.pop(name, None)
         self._indexed.pop(name, None)
+        self._fts.discard(name)
         self.db.drop_table(name)
 
     def count(self, name: str) -> int:
@@ -155,14 +157,35 @@ class EmbeddedStore(Store):
 
         table = self.table(name)
         rows = table.count_rows()
+        fts = self._ensure_fts(name)
         if self.indexed(name):
             table.optimize()  # folds rows added since the index was built into it
-            return f"HNSW-SQ index refreshed ({rows} rows)"
+            return f"HNSW-SQ index refreshed ({rows} rows); {fts}"
         if rows < INDEX_MIN_ROWS:
-            return f"exact search ({rows} rows, index from {INDEX_MIN_ROWS})"
+            if fts.endswith("kept"):
+                table.optimize()  # folds rows added since into the full-text index
+            return f"exact search ({rows} rows, index from {INDEX_MIN_ROWS}); {fts}"
         table.create_index("vector", config=HnswSq(distance_type="cosine", num_partitions=1))
         self._indexed[name] = True
-        return f"HNSW-SQ index built ({rows} rows)"
+        return f"HNSW-SQ index built ({rows} rows); {fts}"
+
+    def _ensure_fts(self, name: str) -> str:
+        """Create the BM25 full-text index on `text` unless it exists (LanceDB's native inverted index).
+
+        LanceDB refuses full-text queries without one; rows added after it was built are still searched
+        (unindexed rows are scanned) until `optimize` folds them in."""
+        from lancedb.index import FTS
+
+        if name in self._fts:
+            return "full-text index kept"
+        table = self.table(name)
+        if any(getattr(ix, "index_type", "") == "FTS" for ix in table.list_indices()):
+            self._fts.add(name)
+            return "full-text index kept"
+        # English stemming and stop words: LanceDB's defaults, the usual BM25 set-up for English filings
+        table.create_index("text", config=FTS())
+        self._fts.add(name)
+        return "full-text index built"
 
     def candidates(
         self, name: str, vector: list[float], k: int, filter: dict[str, Any] | None, with_vectors: bool
@@ -187,6 +210,29 @@ class EmbeddedStore(Store):
                 )
             )
         return hits
+
+    def keyword_search(self, name: str, query: str, k: int, filter: dict[str, Any] | None) -> list[Hit]:
+        if not query.strip():
+            return []
+        if name not in self._fts:  # a collection indexed before hybrid search existed: index it once now
+            info = self.catalog.get(name)
+            with self.lock(info.logical if info else name):
+                self._ensure_fts(name)
+        table = self.table(name)
+        # a plain string is a MatchQuery: terms OR-ed, BM25-scored; no query syntax is parsed from it
+        search = table.search(query, query_type="fts").limit(k)
+        if filter:
+            search = search.where(self._filter_expr(table, filter), prefilter=True)
+        arrow = search.select(["id", "text", "metadata", "_score"]).to_arrow()
+        return [
+            Hit(
+                id=arrow["id"][i].as_py(),
+                score=float(arrow["_score"][i].as_py()),
+                text=arrow["text"][i].as_py(),
+                metadata=json.loads(arrow["metadata"][i].as_py() or "{}"),
+            )
+            for i in range(arrow.num_rows)
+        ]
 
     def _filter_expr(self, table: Any, filter: dict[str, Any]) -> Any:
         from lancedb.expr import col, lit

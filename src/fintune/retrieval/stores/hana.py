@@ -15,6 +15,7 @@ creating a catalog table that a concurrent process has just created is taken as 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,6 +29,11 @@ from fintune.retrieval.stores.base import Hit, Row, Store, VectorsGiven
 ID_COLUMN, HASH_COLUMN = "fintune_id", "fintune_hash"
 ENV_VARS = ("HANA_HOST", "HANA_PORT", "HANA_USER", "HANA_PASSWORD", "HANA_SCHEMA")
 LOCKS_DDL = "CREATE TABLE fintune_locks (name NVARCHAR(256) PRIMARY KEY)"
+# Keyword search with HANA's own text search, in exactly the form langchain-hana uses (and tests) for its
+# `$contains` filter: SCORE(? IN (column EXACT SEARCH MODE 'text')), HANA's TF-IDF-based relevance, > 0 when
+# a term occurs. Not run against a server here (no HANA in CI); the unit tests check the SQL and parameters.
+KEYWORD_MATCH = "SCORE(? IN (\"VEC_TEXT\" EXACT SEARCH MODE 'text'))"
+TERM = re.compile(r"[^\W_]+")  # words and numbers: HANA's search syntax (quotes, -, *, OR) is never passed on
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,22 @@ class HanaStore(Store):
             )
         return hits
 
+    def keyword_search(self, name: str, query: str, k: int, filter: dict[str, Any] | None) -> list[Hit]:
+        from langchain_hana.vectorstores.create_where_clause import CreateWhereClause
+
+        terms = hana_search_terms(query)
+        if not terms:
+            return []
+        # the vector search's own filter translation, so filters mean the same on both sides
+        where, where_params = CreateWhereClause(self._hana_db(name))(filter)
+        condition = f"{where} AND {KEYWORD_MATCH} > 0" if where else f"WHERE {KEYWORD_MATCH} > 0"
+        statement = (
+            f'SELECT TOP {int(k)} "VEC_TEXT", "VEC_META", "{ID_COLUMN}", {KEYWORD_MATCH} AS KEYWORD_SCORE '
+            f'FROM "{_identifier(name)}" {condition} ORDER BY KEYWORD_SCORE DESC, "{ID_COLUMN}"'
+        )
+        rows = self._execute(statement, (terms, *where_params, terms))
+        return [_keyword_hit(r) for r in rows]
+
     def vectorstore(self, name: str, embeddings: Embeddings) -> VectorStore:
         return self._hana_db(name, embeddings)
 
@@ -251,6 +273,20 @@ def _ensure_lock_row(conn: Any, key: str) -> None:
         conn.commit()
     except dbapi.IntegrityError:
         conn.rollback()  # a concurrent writer inserted it first
+
+
+def hana_search_terms(query: str) -> str:
+    """The query's words OR-ed, each quoted: a question's words rarely all occur in its passage (HANA ANDs)."""
+    words = list(dict.fromkeys(w.lower() for w in TERM.findall(query)))
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def _keyword_hit(row: tuple) -> Hit:
+    import json
+
+    metadata = json.loads(row[1]) if isinstance(row[1], str) and row[1] else {}
+    kept = {k: v for k, v in metadata.items() if k not in (ID_COLUMN, HASH_COLUMN)}
+    return Hit(id=str(row[2]), score=float(row[3]), text=row[0] or "", metadata=kept)
 
 
 def _identifier(name: str) -> str:

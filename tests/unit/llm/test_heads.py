@@ -1,0 +1,116 @@
+"""LoRA + classification/regression heads (issue 13) on the tiny model: a step trains both, eval takes their path."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from fintune.cli.main import main
+from fintune.llm.heads import HEAD_FILE, HeadSpec, head_spec, read_head
+from fintune.llm.prompts import Example
+
+
+class _Snapshot(TrainerCallback):
+    """The trainable parameters before and after training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def changed(self, part: str) -> list[str]:
+        return [n for n in self.before if part in n and not torch.equal(self.before[n], self.after[n])]
+
+
+def test_spec_maps_labels_and_standardises_numbers():
+    examples = [Example("p", "b", ("a", "b")), Example("q", "a", ("a", "b"))]
+    spec = head_spec("classify", examples)
+    assert spec.labels == ("a", "b") and spec.num_labels == 2 and spec.target(examples[0]) == 1
+    assert spec.answer(torch.tensor([0.1, 2.0])) == "b"
+    reg = head_spec("regress", [Example("p", "1"), Example("q", "3")])
+    assert (reg.shift, reg.scale, reg.num_labels) == (2.0, 1.0, 1)  # mean 2, population spread 1
+    assert reg.target(Example("r", "4")) == 2.0 and float(reg.answer(torch.tensor([-1.5]))) == 0.5
+
+
+@pytest.fixture
+def fiqa_file(tmp_path):
+    rows = [("profit rose", 0.6), ("sales fell", -0.5), ("sales were flat", 0.0)] * 4
+    path = tmp_path / "fiqa.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": i, "text": t, "target": "gold", "score": s}) + "\n" for i, (t, s) in enumerate(rows))
+    )
+    return path
+
+
+def _train(tiny_llm_dir, task, data, out, head, snapshot):
+    from fintune.config.schema import LLMRunConfig
+    from fintune.llm.heads import train_head
+
+    cfg = LLMRunConfig(
+        base_model=str(tiny_llm_dir),
+        task=task,
+        dataset_path=str(data),
+        eval_path=str(data),
+        head=head,
+        max_steps=1,
+        batch_size=4,
+        lora_r=4,
+        learning_rate=1e-2,
+        eval_each_epoch=False,
+        warmup_ratio=0.0,  # a first warmup step has learning rate 0
+        scheduler="constant",
+    )
+    return train_head(cfg, out, callbacks=[snapshot])
+
+
+@pytest.mark.parametrize(("task", "head"), [("fpb", "classify"), ("fiqa_sa_score", "regress")])
+def test_one_step_trains_lora_and_head_and_eval_scores_with_the_head(
+    tiny_llm_dir, fpb_file, fiqa_file, tmp_path, task, head, shared_data
+):
+    """(The regression baselines are fitted on the shared training split.)"""
+    data = fpb_file if task == "fpb" else fiqa_file
+    out, snapshot = tmp_path / "adapter", _Snapshot()
+    result = _train(tiny_llm_dir, task, data, out, head, snapshot)
+    assert result.steps == 1
+    assert snapshot.changed("lora_B"), "LoRA weights did not move"
+    assert snapshot.changed("score"), "head weights did not move"
+    assert json.loads((out / "fintune_run.json").read_text())["head"] == head
+    spec = read_head(out)
+    assert isinstance(spec, HeadSpec) and spec.head == head
+    assert spec.labels == (("negative", "neutral", "positive") if head == "classify" else ())
+
+    metrics = tmp_path / "m.json"
+    ev = ["llm", "eval", "--adapter", str(out), "--task", task, "--data", str(data), "--output", str(metrics)]
+    assert main(ev) == 0
+    scored = json.loads(metrics.read_text())
+    if head == "classify":
+        assert {"accuracy", "f1_weighted"} <= set(scored) and scored["no_label_rate"] == 0.0
+    else:
+        assert {"mse", "r2", "directional_accuracy"} <= set(scored) and scored["unparsed"] == 0.0
+        assert "train_mean" in scored["baselines"]
+
+
+def test_head_file_is_required_for_a_head_adapter(tmp_path):
+    with pytest.raises(FileNotFoundError, match=HEAD_FILE):
+        read_head(tmp_path)
+
+
+def test_cli_train_takes_the_head_recipe(tiny_llm_dir, fpb_file, tmp_path, capsys):
+    out = tmp_path / "adapter"
+    args = [
+        "llm",
+        "train",
+        "--task",
+        "fpb",
+        "--data",
+        str(fpb_file),
+        "--model",
+        str(tiny_llm_dir),
+        "--head",
+        "classify",
+    ]
+    assert main([*args, "--output", str(out), "--max-steps", "1", "--no-eval-each-epoch"]) == 0
+    assert "saved adapter" in capsys.readouterr().out
+    assert read_head(out).labels == ("negative", "neutral", "positive")

@@ -1,0 +1,45 @@
+"""A handmade BEIR folder (six passages, five questions) and a searcher stub with a fixed ranking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fintune.retrieval.stores.base import Hit
+from tests.conftest import write_jsonl
+
+PASSAGES = {f"d{i}": f"Company{i} reported revenue of {i + 1} billion dollars in 2023." for i in range(6)}
+# q0..q3 are answered by d0..d3; q4 has no answer text; d4 and d5 are only ever distractors
+QUESTIONS = {f"q{i}": f"What revenue did Company{i} report in 2023?" for i in range(5)}
+
+
+@pytest.fixture
+def beir(tmp_path) -> Path:
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": "", "text": t} for d, t in PASSAGES.items()])
+    queries = [
+        {"_id": q, "text": t, "answer": f"Company{i} reported {i + 1} billion dollars." if i < 4 else ""}
+        for i, (q, t) in enumerate(QUESTIONS.items())
+    ]
+    write_jsonl(tmp_path / "queries.jsonl", queries)
+    (tmp_path / "qrels").mkdir()
+    rows = "".join(f"q{i}\td{i}\t1\n" for i in range(5))
+    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return tmp_path
+
+
+class FixedSearcher:
+    """Ranks d0, d1, ... for every query: q0, q1 find their passage in the top 2, q2 and q3 do not."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def search(self, queries: list[str], k: int = 10, *args: object, **kwargs: object) -> list[list[Hit]]:
+        self.calls.append((len(queries), k))
+        ranked = [Hit(d, 0.9 - 0.1 * i, t) for i, (d, t) in enumerate(PASSAGES.items())]
+        return [ranked[:k] for _ in queries]
+
+
+@pytest.fixture
+def searcher() -> FixedSearcher:
+    return FixedSearcher()
