@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fintune.data.beir import load_beir
 from fintune.data.tasks import get_task
+from tests import pg_local
 from tests.conftest import write_jsonl
 
 
@@ -36,3 +41,17 @@ def beir_slice(tmp_path_factory, shared_data) -> Path:
 def fpb_dev_rows(shared_data) -> list[dict]:
     path = get_task("fpb").path("dev", root=shared_data)
     return [json.loads(line) for line in path.read_text().splitlines()[:24]]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A real PostgreSQL + pgvector: FINTUNE_PG_URL if set (CI starts one), else one started here."""
+    if os.environ.get("FINTUNE_PG_URL"):
+        yield os.environ["FINTUNE_PG_URL"]
+        return
+    # under /tmp itself: the server's unprivileged user cannot enter pytest's private temporary folders
+    folder = tempfile.mkdtemp(prefix="fintune-pg-")
+    url = pg_local.start(folder)
+    yield url
+    pg_local.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)

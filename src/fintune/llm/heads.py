@@ -40,7 +40,7 @@ from fintune.llm.encode import encode_prompt
 from fintune.llm.evaluate import SCORERS, GenerationEval, score_by_source
 from fintune.llm.methods import lora_config
 from fintune.llm.prompts import Example
-from fintune.llm.train import DEBUG_STEPS, LLMTrainResult, load_train_data
+from fintune.llm.train import LLMTrainResult, load_train_data, trainer_args
 from fintune.models.device import pick_device, pick_dtype
 from fintune.models.resolve import resolve_model
 from fintune.progress import progress_on_stderr
@@ -137,29 +137,8 @@ def encode_for_head(
 
 
 def _head_args(cfg: LLMRunConfig, work: Path, device: str, has_eval: bool) -> TrainingArguments:
-    dtype = pick_dtype(device)
-    return TrainingArguments(
-        output_dir=str(work),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=max(cfg.batch_size, 16),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_epochs,
-        max_steps=DEBUG_STEPS if cfg.debug else (cfg.max_steps or -1),
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="no",  # a head run is short; resuming is the generation recipe's
-        report_to=list(cfg.report_to) or "none",
-        seed=cfg.seed,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        use_cpu=device == "cpu",
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-    )
+    args = trainer_args(cfg, work, device, pick_dtype(device), has_eval)
+    return TrainingArguments(**args, save_strategy="no")  # a head run is short; resuming is the generation recipe's
 
 
 def train_head(

@@ -191,36 +191,43 @@ def train_llm(
     return result
 
 
+def trainer_args(cfg: LLMRunConfig, work: Path, device: str, dtype: torch.dtype, has_eval: bool) -> dict[str, Any]:
+    """The Trainer arguments every LLM recipe shares (generation with TRL, heads with the plain Trainer)."""
+    return {
+        "output_dir": str(work),
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": max(cfg.batch_size, 16),
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "learning_rate": cfg.learning_rate,
+        "num_train_epochs": cfg.num_epochs,
+        "max_steps": DEBUG_STEPS if cfg.debug else (cfg.max_steps or -1),
+        "lr_scheduler_type": cfg.scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # a float below 1 is a fraction of the steps
+        "weight_decay": cfg.weight_decay,
+        "logging_steps": cfg.logging_steps,
+        "eval_strategy": "epoch" if has_eval else "no",
+        "report_to": list(cfg.report_to) or "none",
+        "seed": cfg.seed,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "use_cpu": device == "cpu",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+    }
+
+
 def _sft_args(cfg: LLMRunConfig, work: Path, device: str, dtype: torch.dtype, has_eval: bool) -> SFTConfig:
     return SFTConfig(
-        output_dir=str(work),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=max(cfg.batch_size, 16),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_epochs,
-        max_steps=DEBUG_STEPS if cfg.debug else (cfg.max_steps or -1),
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of the steps
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        eval_strategy="epoch" if has_eval else "no",
+        **trainer_args(cfg, work, device, dtype, has_eval),
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=1,
-        report_to=list(cfg.report_to) or "none",
-        seed=cfg.seed,
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
-        use_cpu=device == "cpu",
         gradient_checkpointing=False,  # memory is not the limit here; recomputation would cost a third more
         completion_only_loss=True,
         max_length=None,  # encode_example already fits each example (truncating the prompt, not the answer)
         train_sampling_strategy="group_by_length",  # little padding without packing
         padding_free=cfg.padding_free,
-        dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
-        disable_tqdm=False,
         ddp_find_unused_parameters=False,
         remove_unused_columns=False,
     )

@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 import pytest
 
 from tests import pg_local
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    if os.environ.get("FINTUNE_PG_URL"):
-        yield os.environ["FINTUNE_PG_URL"]
-        return
-    # under /tmp itself: the server's unprivileged user cannot enter pytest's private temporary folders
-    folder = tempfile.mkdtemp(prefix="fintune-pg-")
-    url = pg_local.start(folder)
-    yield url
-    pg_local.stop(folder)
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,16 +48,8 @@ def tiny_beir(beir_slice, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service_pg_url() -> Iterator[str]:
-    if os.environ.get("FINTUNE_PG_URL"):
-        yield os.environ["FINTUNE_PG_URL"]
-        return
-    # under /tmp itself: the server's unprivileged user cannot enter pytest's private temporary folders
-    folder = tempfile.mkdtemp(prefix="fintune-svc-pg-")
-    url = pg_local.start(folder)
-    yield url
-    pg_local.stop(folder)
-    shutil.rmtree(folder, ignore_errors=True)
+def service_pg_url(pg_url: str) -> str:
+    return pg_url
 
 
 @pytest.fixture
