@@ -46,6 +46,10 @@ def work_dir(output: Path) -> Path:
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest `checkpoint-N` folder a Trainer left in `folder`, if any."""
+    """The newest complete `checkpoint-N` folder a Trainer left in `folder`, if any.
+
+    The Trainer writes `trainer_state.json` last: a checkpoint without it was cut short by a kill, and
+    resuming from it would fail, so the one before it is used."""
     points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if folder.is_dir() else []
-    return points[-1] if points else None
+    complete = [p for p in points if (p / "trainer_state.json").is_file()]
+    return complete[-1] if complete else None

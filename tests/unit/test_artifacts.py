@@ -39,3 +39,14 @@ def test_failed_overwrite_keeps_the_old_folder(tmp_path):
     with pytest.raises(ValueError), atomic_dir(target, overwrite=True):
         raise ValueError("bad")
     assert (target / "old").read_text() == "old"
+
+
+def test_last_checkpoint_skips_one_cut_short_by_a_kill(tmp_path):
+    from fintune.artifacts import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "missing") is None
+    for step, complete in ((4, True), (10, True), (12, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # numeric order, not text order; 12 is partial

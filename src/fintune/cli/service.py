@@ -44,13 +44,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder clients may name data under (repeatable; default: the working directory)",
     )
+    _add_timing(serve)
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run fine-tuning tasks from a shared PostgreSQL (see `fintune serve`)")
     worker.add_argument("--database", help="PostgreSQL URL of the service (default: $FINTUNE_DATABASE_URL)")
     worker.add_argument("--concurrency", type=int, default=1, help="tasks trained at once (default 1)")
+    _add_timing(worker)
     worker.set_defaults(func=cmd_worker)
     _add_tasks_parser(sub)
+
+
+def _add_timing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--heartbeat-s", type=float, default=5.0, help="worker heartbeat interval (default 5)")
+    parser.add_argument(
+        "--stalled-s",
+        type=float,
+        default=30.0,
+        help="a worker silent this long is lost: its tasks go to another worker (default 30)",
+    )
+
+
+def _timing(args: argparse.Namespace) -> dict[str, float]:
+    """Settings' heartbeat and stall timeout; a stall timeout within two heartbeats would hand back live tasks."""
+    if args.heartbeat_s <= 0 or args.stalled_s < 2 * args.heartbeat_s:
+        raise UsageError(
+            f"--stalled-s ({args.stalled_s}) must be at least twice --heartbeat-s ({args.heartbeat_s}), which is > 0"
+        )
+    return {"heartbeat_s": args.heartbeat_s, "stalled_s": args.stalled_s}
 
 
 def _add_tasks_parser(sub: argparse._SubParsersAction) -> None:
@@ -120,8 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise UsageError(f"--workers must be 0 or more (got {args.workers})")
     roots = data_roots(args.data_root)
+    timing = _timing(args)
     with database(args.database) as url:
-        settings = Settings(url, load_or_create_token(), fintune_home(), roots, workers=args.workers)
+        settings = Settings(url, load_or_create_token(), fintune_home(), roots, workers=args.workers, **timing)
         # uvicorn's own lines are third-party INFO, which fintune's logging hides: say where we listen
         log.info(
             "serving http://%s:%d (OpenAPI at /docs); data roots: %s", args.host, args.port, ", ".join(map(str, roots))
@@ -138,11 +160,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"a worker needs the service's database: --database URL or ${DATABASE_ENV}")
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be 1 or more (got {args.concurrency})")
-    asyncio.run(run_worker(url, args.concurrency))
+    asyncio.run(run_worker(url, args.concurrency, **_timing(args)))
     return 0
 
 
-async def run_worker(url: str, concurrency: int) -> None:
+async def run_worker(url: str, concurrency: int, heartbeat_s: float = 5.0, stalled_s: float = 30.0) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     from fintune.service import db
@@ -150,7 +172,9 @@ async def run_worker(url: str, concurrency: int) -> None:
     from fintune.service.engine import make_app
     from fintune.service.recovery import watch_stalled
 
-    settings = Settings(url, token="", home=fintune_home(), workers=concurrency)
+    settings = Settings(
+        url, token="", home=fintune_home(), workers=concurrency, heartbeat_s=heartbeat_s, stalled_s=stalled_s
+    )
     async with AsyncConnectionPool(url, open=False, min_size=1, max_size=4) as pool:
         await db.ensure_schema(pool)
         engine = make_app(url)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import procrastinate
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
@@ -26,7 +27,7 @@ from fintune.service import db
 from fintune.service.auth import TokenCheck
 from fintune.service.engine import RUN_TASK, make_app
 from fintune.service.methods import methods
-from fintune.service.models import ErrorBody, EventList, Status, Task, TaskCreate, TaskList
+from fintune.service.models import ErrorBody, EventList, Health, Status, Task, TaskCreate, TaskList
 from fintune.service.paths import PathRefused
 from fintune.service.recovery import watch_stalled
 from fintune.service.submission import build_config, problem_list
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/v1/fine-tuning/tasks"
 MAX_BODY_BYTES = 1 << 20  # a task request is a few hundred bytes; data travel by path, never in the body
+BIGINT_MAX = 2**63 - 1  # ids and offsets are PostgreSQL bigints: a larger number is a 422, not a database error
+TaskId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX)]
 
 
 @dataclass
@@ -116,7 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(PathRefused, _path_refused)
     app.add_exception_handler(ConfigError, _config_error)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> JSONResponse:
         """200 once the database answers and a worker's heartbeat is recent (no token needed)."""
         try:
@@ -163,9 +166,22 @@ def _router(service: Service) -> APIRouter:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     conflict: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
+    # OpenAPI links: what a client (and schemathesis' stateful tests) can call with a created task's id
+    by_id = {"task_id": "$response.body#/id"}
+    links = {
+        name: {"operationId": operation, "parameters": by_id}
+        for name, operation in (("GetTask", "get_task"), ("TaskEvents", "task_events"),
+                                ("CancelTask", "cancel_task"), ("RestartTask", "restart_task"))
+    }  # fmt: skip
     router = APIRouter(prefix=PREFIX, tags=["tasks"], dependencies=[Depends(require_token)])
 
-    @router.post("", status_code=201, responses={200: {"model": Task}, 400: {"model": ErrorBody}, **conflict})
+    @router.post(
+        "",
+        status_code=201,
+        operation_id="submit_task",
+        response_model=Task,
+        responses={201: {"links": links}, 200: {"model": Task, "links": links}, 400: {"model": ErrorBody}, **conflict},
+    )
     async def submit(body: TaskCreate, request: Request, response: Response) -> Any:
         """Submit a task: 201 new, 200 the task an earlier request with the same idempotency key made,
         409 a key reused for another request or a refused deployment conflict."""
@@ -201,21 +217,26 @@ def _router(service: Service) -> APIRouter:
         await service.defer(row)
         return to_task(await _get(service, row["id"]))
 
-    @router.get("")
+    @router.get("", operation_id="list_tasks")
     async def list_tasks(
         status: Status | None = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> TaskList:
         rows, total = await db.list_tasks(service.pool, status, offset, limit)
         return TaskList(tasks=[to_task(r) for r in rows], total=total, offset=offset, limit=limit)
 
-    @router.get("/{task_id}", responses={404: {"model": ErrorBody}})
-    async def get_task(task_id: int) -> Task:
+    @router.get("/{task_id}", operation_id="get_task", responses={404: {"model": ErrorBody}})
+    async def get_task(task_id: TaskId) -> Task:
         return to_task(await _get(service, task_id))
 
-    @router.post("/{task_id}/cancel", responses={202: {"model": Task}, 404: {"model": ErrorBody}, **conflict})
-    async def cancel(task_id: int, response: Response) -> Any:
+    @router.post(
+        "/{task_id}/cancel",
+        operation_id="cancel_task",
+        response_model=Task,
+        responses={202: {"model": Task}, 404: {"model": ErrorBody}, **conflict},
+    )
+    async def cancel(task_id: TaskId, response: Response) -> Any:
         """Cancel: a pending task at once (200), a running one at its next training step (202)."""
         row = await db.cancel(service.pool, task_id)
         if row is None:
@@ -226,8 +247,13 @@ def _router(service: Service) -> APIRouter:
         response.status_code = 200 if row["status"] == "canceled" else 202
         return to_task(row)
 
-    @router.post("/{task_id}/restart", responses={404: {"model": ErrorBody}, **conflict})
-    async def restart(task_id: int) -> Any:
+    @router.post(
+        "/{task_id}/restart",
+        operation_id="restart_task",
+        response_model=Task,
+        responses={404: {"model": ErrorBody}, **conflict},
+    )
+    async def restart(task_id: TaskId) -> Any:
         """A failed or canceled task runs again as its next attempt, from its last checkpoint."""
         row = await db.restart(service.pool, task_id)
         if row is None:
@@ -236,10 +262,10 @@ def _router(service: Service) -> APIRouter:
         await service.defer(row)
         return to_task(await _get(service, task_id))
 
-    @router.get("/{task_id}/events", responses={404: {"model": ErrorBody}})
+    @router.get("/{task_id}/events", operation_id="task_events", responses={404: {"model": ErrorBody}})
     async def events(
-        task_id: int,
-        after: Annotated[int, Query(ge=0, description="only events with a larger id")] = 0,
+        task_id: TaskId,
+        after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="only events with a larger id")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> EventList:
         await _get(service, task_id)

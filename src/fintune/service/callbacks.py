@@ -24,6 +24,18 @@ class StepLimit(TrainerCallback):
         args.max_steps = self.max_steps
 
 
+class SaveEvery(TrainerCallback):
+    """A checkpoint every `steps` optimizer steps, on top of the recipe's own schedule (the embedding recipe
+    saves every 200 steps, or at its evaluations): a task whose worker dies loses at most `steps` steps."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
+        if state.global_step % self.steps == 0:
+            control.should_save = True
+
+
 class TaskCallback(TrainerCallback):
     """Reports progress and checks for an abort request after every optimizer step.
 

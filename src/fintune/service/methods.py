@@ -60,11 +60,13 @@ class FineTuningMethod:
 
 def _train_embedding(call: TrainCall) -> MethodResult:
     from fintune.embed.train import train_embedder
-    from fintune.service.callbacks import StepLimit
+    from fintune.service.callbacks import SaveEvery, StepLimit
 
     callbacks = list(call.callbacks)
     if call.options.get("max_steps"):
         callbacks.append(StepLimit(int(call.options["max_steps"])))
+    if call.options.get("save_steps"):
+        callbacks.append(SaveEvery(int(call.options["save_steps"])))
     result = train_embedder(call.config, call.output, callbacks=callbacks, resume=call.resume)
     metrics = {
         "steps": result.steps,
@@ -106,8 +108,9 @@ EMBEDDING = FineTuningMethod(
     model_field="model",
     path_fields=("data", "domain_data"),
     pipeline="embed",
-    # EmbedRunConfig has no step cap (it trains whole epochs); a service task often wants a short run
-    service_options=("max_steps",),
+    # EmbedRunConfig has no step cap (it trains whole epochs) and checkpoints every 200 steps; a service
+    # task often wants a short run, and a lost worker should cost few steps
+    service_options=("max_steps", "save_steps"),
     description="sentence-transformers embedding fine-tuning (fintune embed train)",
 )
 LLM = FineTuningMethod(

@@ -103,3 +103,9 @@ class Problem(BaseModel):
 class ErrorBody(BaseModel):
     detail: str | list[Problem]
     task: Task | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "no worker", "database unavailable"]
+    workers: int | None = Field(None, description="workers with a recent heartbeat")
+    error: str | None = None

@@ -50,9 +50,15 @@ def build_config(
 
 
 def _check_service_options(service: dict[str, Any]) -> None:
-    steps = service.get("max_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError([ConfigProblem(None, None, "max_steps", f"must be a whole number >= 1 (got {steps!r})")])
+    problems = [
+        ConfigProblem(None, None, key, f"must be a whole number >= 1 (got {steps!r})")
+        for key, steps in service.items()
+        if key in ("max_steps", "save_steps")
+        and steps is not None
+        and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1)
+    ]
+    if problems:
+        raise ConfigError(problems)
 
 
 def _validate_plugin(method: FineTuningMethod, options: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import psycopg
 from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason, JobContext
 
+from fintune.artifacts import work_dir
 from fintune.config.schema import RECORDED
 from fintune.errors import FintuneError
 from fintune.service import db
@@ -64,6 +66,7 @@ def execute(conn: psycopg.Connection[Any], context: JobContext, task_id: int, ro
         if output.is_dir():  # written (atomically) by an attempt whose worker died before recording it
             db.finish(conn, task_id, "succeeded", artifact_path=str(output), metrics=_recorded_metrics(output))
             return
+        _drop_partial_checkpoints(work_dir(output))
         progress = _Progress(conn, task_id)
         callback = TaskCallback(context.should_abort, progress)
         with _task_logs(conn, task_id):
@@ -86,6 +89,15 @@ def execute(conn: psycopg.Connection[Any], context: JobContext, task_id: int, ro
         metrics_after=result.metrics_after,
         metrics=result.metrics,
     )
+
+
+def _drop_partial_checkpoints(work: Path) -> None:
+    """A worker killed while saving leaves a checkpoint without its trainer_state.json (the Trainer writes it
+    after the weights and optimizer): resuming from it would fail, so the attempt resumes from the one before."""
+    for checkpoint in work.glob("checkpoint-*"):
+        if not (checkpoint / "trainer_state.json").is_file():
+            log.warning("dropping %s: its save was cut short", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def _recorded_metrics(output: Path) -> dict[str, Any] | None:
