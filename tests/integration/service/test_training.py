@@ -69,3 +69,40 @@ def test_cancel_mid_training_then_restart_resumes_from_the_checkpoint(make_clien
     assert task["metrics"]["resumed_from_step"] == stopped_at and task["metrics"]["steps"] == 12
     assert (artefacts / str(task_id) / "fintune_metrics.json").is_file()
     assert not (artefacts / f".{task_id}.work").exists()
+
+
+def test_llm_task_runs_to_succeeded_and_its_adapter_is_scored_by_llm_eval(
+    make_client, shared_data, tmp_path, monkeypatch
+):
+    """SmolLM2 + LoRA for 2 steps on 16 real FPB sentences, through the API, then `fintune llm eval` on it."""
+    from fintune.config.saved import read_llm_run
+    from fintune.models.resolve import resolve_model
+    from fintune.paths import fintune_home
+    from tests.helpers import run_cli
+
+    with monkeypatch.context() as m:  # the converted SmolLM2 of the usual cache, not a second conversion
+        m.delenv("FINTUNE_HOME")
+        converted = resolve_model("smollm2")
+    (fintune_home() / "models").mkdir(parents=True, exist_ok=True)
+    (fintune_home() / "models" / converted.name).symlink_to(converted)
+    root = tmp_path / "data"
+    rows = (shared_data / "sentiment" / "fpb" / "train.jsonl").read_text().splitlines()[:16]
+    (root / "fpb").mkdir(parents=True)
+    (root / "fpb" / "train.jsonl").write_text("\n".join(rows) + "\n")
+    dev = root / "fpb" / "dev.jsonl"
+    dev.write_text("\n".join((shared_data / "sentiment" / "fpb" / "dev.jsonl").read_text().splitlines()[:4]) + "\n")
+    config = {"task": "fpb", "max_steps": 2, "batch_size": 4, "eval_each_epoch": False, "max_seq_length": 128}
+    with make_client([root], workers=1) as client:
+        body = {"kind": "llm", "base_model": "smollm2", "data": "fpb/train.jsonl", "config": config}
+        created = client.post(PREFIX, json=body)
+        assert created.status_code == 201, created.text
+        task = wait_for(client, created.json()["id"], {"succeeded", "failed"}, WAIT_S)
+    assert task["status"] == "succeeded", task["error"]
+    assert task["metrics"]["steps"] == 2
+    adapter = Path(task["artifact_path"])
+    run = read_llm_run(adapter)
+    assert run is not None and run.dataset_path == str((root / "fpb" / "train.jsonl").resolve())
+    assert (adapter / "adapter_config.json").is_file()
+    run_cli("llm", "eval", "--adapter", adapter, "--task", "fpb", "--data", dev, "--output", tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["examples"] == 4 and 0 <= metrics["accuracy"] <= 1
