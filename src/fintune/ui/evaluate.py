@@ -109,9 +109,10 @@ def run_embed_eval(model: str, data: str, split: str) -> pd.DataFrame:
 def run_llm_eval(model: str, adapter: str, task: str, data: str, limit: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`fintune llm eval` itself (its parser and command, in this process): the metrics as rows, and the
     confusion matrix of its predictions for a classification task (else an empty table)."""
+    import argparse
     import tempfile
 
-    from fintune.cli.main import build_parser
+    from fintune.cli import llm as llm_cli  # its own parser: fintune.cli.main imports this UI
 
     with tempfile.TemporaryDirectory(prefix="fintune-ui-llm-eval-") as tmp:
         out, predictions = Path(tmp) / "metrics.json", Path(tmp) / "predictions.jsonl"
@@ -119,7 +120,9 @@ def run_llm_eval(model: str, adapter: str, task: str, data: str, limit: int) -> 
         for flag, value in (("--model", model), ("--adapter", adapter), ("--data", data)):
             argv += [flag, value.strip()] if value.strip() else []
         argv += ["--limit", str(int(limit))] if limit else []
-        args = build_parser().parse_args(argv)
+        parser = argparse.ArgumentParser(prog="fintune")
+        llm_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
         args.func(args)
         name = Path(adapter.strip()).name if adapter.strip() else model.strip() or "base"
         rows = metric_rows(json.loads(out.read_text(encoding="utf-8")), name)
