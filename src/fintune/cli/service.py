@@ -44,6 +44,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder clients may name data under (repeatable; default: the working directory)",
     )
+    serve.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a postgresql:// or hana:// store that search, ask and deployments may use (repeatable; "
+        "embedded stores are folders under a data root)",
+    )
     _add_timing(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -143,7 +151,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     roots = data_roots(args.data_root)
     timing = _timing(args)
     with database(args.database) as url:
-        settings = Settings(url, load_or_create_token(), fintune_home(), roots, workers=args.workers, **timing)
+        settings = Settings(
+            url,
+            load_or_create_token(),
+            fintune_home(),
+            roots,
+            workers=args.workers,
+            serving_token_required=not is_loopback(args.host),
+            store_urls=list(args.store),
+            **timing,
+        )
         # uvicorn's own lines are third-party INFO, which fintune's logging hides: say where we listen
         log.info(
             "serving http://%s:%d (OpenAPI at /docs); data roots: %s", args.host, args.port, ", ".join(map(str, roots))

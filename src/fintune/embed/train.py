@@ -354,6 +354,12 @@ def _wise_ft(setup: EmbedSetup, result: EmbedTrainResult) -> None:
     )
 
 
+def validation_data(config: EmbedRunConfig) -> BeirData | None:
+    """What a run's before/after figures are measured on: its held-out groups, else its eval split."""
+    grouped = _grouped_split(config, [])
+    return grouped.validation if grouped else _eval_split(config)
+
+
 def _eval_split(config: EmbedRunConfig) -> BeirData | None:
     path = Path(_data_path(config))
     if not is_beir_folder(path) or config.eval_split not in splits_of(path):

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fintune.errors import UsageError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.prompt import NOT_FOUND, rag_prompt
 from fintune.retrieval.search import Searcher
@@ -91,7 +92,7 @@ class Answerer:
 
     def __init__(
         self,
-        searcher: Searcher,
+        searcher: Searcher | None,  # None: only `answer_hits` (passages retrieved elsewhere)
         llm: str | None = None,
         adapter: str | None = None,
         k: int = 4,
@@ -116,6 +117,8 @@ class Answerer:
         return self._model
 
     def ask(self, question: str, filter: dict[str, Any] | None = None) -> Answer:
+        if self.searcher is None:
+            raise UsageError("this answerer has no searcher: give it passages with answer_hits")
         hits = self.searcher.search([question], self.k, filter, hybrid=self.hybrid)[0]
         return self.answer_hits(question, hits)
 

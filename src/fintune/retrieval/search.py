@@ -33,7 +33,18 @@ class Searcher:
             raise UsageError("choose MMR or hybrid search, not both")
         if hybrid is not None and hybrid.vector_weight == 0:  # keyword only: no query vectors needed
             return [self._hybrid(q, None, k, filter, hybrid) for q in queries]
-        vectors = self.embeddings.embed_queries(queries)
+        return self.search_vectors(queries, self.embeddings.embed_queries(queries), k, filter, mmr, hybrid)
+
+    def search_vectors(
+        self,
+        queries: list[str],
+        vectors: list[list[float]],
+        k: int = 10,
+        filter: dict[str, Any] | None = None,
+        mmr: bool = False,
+        hybrid: HybridSettings | None = None,
+    ) -> list[list[Hit]]:
+        """`search` with the query vectors already made (the serving API batches them across requests)."""
         if hybrid is None:
             return [self.store.search(self.info.name, v, k, filter, mmr) for v in vectors]
         return [self._hybrid(q, v, k, filter, hybrid) for q, v in zip(queries, vectors, strict=True)]

@@ -31,6 +31,7 @@ from fintune.service.models import ErrorBody, EventList, Health, Status, Task, T
 from fintune.service.paths import PathRefused
 from fintune.service.recovery import watch_stalled
 from fintune.service.submission import build_config, problem_list
+from fintune.serving.routes import router as serving_router
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class Settings:
     heartbeat_s: float = 5.0
     stalled_s: float = 30.0
     shutdown_grace_s: float = 5.0  # then running jobs are aborted and handed back to pending
+    # Serving (/v1/embeddings, chat, search, deployments): without a token only on a loopback bind
+    serving_token_required: bool = True
+    deployment_poll_s: float = 0.5  # how often this process looks for switches made elsewhere
+    store_urls: list[str] = field(default_factory=list)  # store servers serving requests may name
 
 
 def worker_options(settings: Settings, name: str) -> dict[str, Any]:
@@ -76,6 +81,12 @@ class Service:
         self.tokens = TokenCheck(settings.token)
         self.pool = AsyncConnectionPool(settings.database_url, open=False, min_size=1, max_size=20)
         self.engine: procrastinate.App = make_app(settings.database_url)
+        from fintune.service.worker import artifacts_root
+        from fintune.serving.runtime import Runtime
+
+        # clients may name models under the data roots and the service's own task outputs
+        roots = [*settings.data_roots, artifacts_root(settings.home)]
+        self.runtime = Runtime(settings.database_url, roots, settings.deployment_poll_s, settings.store_urls)
 
     async def defer(self, row: db.Row) -> None:
         task = self.engine.tasks[RUN_TASK]
@@ -96,7 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
         await service.pool.open(wait=True)
         await db.ensure_schema(service.pool)
         await service.engine.open_async(service.pool)
-        running: list[asyncio.Task[None]] = []
+        await asyncio.to_thread(service.runtime.setup)
+        running: list[asyncio.Task[None]] = [asyncio.create_task(_follow_deployments(service))]
         if settings.workers > 0:
             options = worker_options(settings, "serve")
             running.append(
@@ -112,8 +124,9 @@ def create_app(settings: Settings) -> FastAPI:
                     await task
             await service.engine.close_async()
             await service.pool.close()
+            service.runtime.close()
 
-    app = FastAPI(title="fintune fine-tuning service", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="fintune fine-tuning and serving", version=__version__, lifespan=lifespan)
     app.state.service = service
     app.middleware("http")(_limit_body)
     app.add_exception_handler(PathRefused, _path_refused)
@@ -130,7 +143,31 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": status, "workers": workers}, status_code=200 if workers else 503)
 
     app.include_router(_router(service))
+    app.include_router(serving_router(service.runtime, _serving_auth(service)))
     return app
+
+
+async def _follow_deployments(service: Service) -> None:
+    """Poll for switches made by other processes (and workers): each process serves them within a poll."""
+    while True:
+        await asyncio.sleep(service.settings.deployment_poll_s)
+        try:
+            await asyncio.to_thread(service.runtime.refresh)
+        except Exception as exc:  # a database blip: keep serving what is loaded, try again next poll
+            log.warning("could not refresh deployments: %s", exc)
+
+
+def _serving_auth(service: Service) -> Callable[..., Awaitable[None]]:
+    async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        """On a loopback bind no token is needed (whatever an OpenAI client sends as its api_key passes);
+        elsewhere the service's token."""
+        if not service.settings.serving_token_required:
+            return
+        presented = credentials.credentials if credentials else None
+        if not service.tokens.matches(presented):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
 
 
 async def _limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

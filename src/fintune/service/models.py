@@ -19,7 +19,12 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 class Deploy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN, description="deployment the finished model is meant for")
-    as_blue: bool = Field(False, description="deploy as the blue (candidate) side")
+    as_blue: bool = Field(
+        False, description="when training ends: gate on the live version's score, export, then switch to the result"
+    )
+    tolerance: float = Field(
+        0.0, ge=0, le=1, description="how far below the live version's validation score the tuned model may fall"
+    )
 
 
 class TaskCreate(BaseModel):

@@ -12,6 +12,10 @@ class PathRefused(UsageError):
     """A path the client named lies outside the data roots (or does not exist there)."""
 
 
+class PathMissing(PathRefused):
+    """The path would be inside the data roots, but nothing is there."""
+
+
 def confine(value: str, roots: Sequence[Path], field: str) -> Path:
     """The resolved path of `value` inside one of `roots`.
 
@@ -34,4 +38,4 @@ def confine(value: str, roots: Sequence[Path], field: str) -> Path:
         return resolved
     if given.is_absolute() and not any(Path(given).is_relative_to(root) for root in resolved_roots):
         raise PathRefused(f"{field}: '{value}' is outside the data roots")
-    raise PathRefused(f"{field}: '{value}' does not exist under the data roots ({', '.join(map(str, resolved_roots))})")
+    raise PathMissing(f"{field}: '{value}' does not exist under the data roots ({', '.join(map(str, resolved_roots))})")

@@ -80,15 +80,39 @@ def execute(conn: psycopg.Connection[Any], context: JobContext, task_id: int, ro
     except Exception as exc:
         db.finish(conn, task_id, "failed", error=_one_line(exc))
         raise
+    status, error, metrics = "succeeded", None, dict(result.metrics or {})
+    deploy = (row["request"] or {}).get("deploy") or {}
+    if deploy.get("as_blue"):
+        status, error, metrics["deploy"] = _deploy(context, row, config, output, result)
     db.finish(
         conn,
         task_id,
-        "succeeded",
+        status,
+        error=error,
         artifact_path=str(output),
         metrics_before=result.metrics_before,
         metrics_after=result.metrics_after,
-        metrics=result.metrics,
+        metrics=metrics,
     )
+
+
+def _deploy(
+    context: JobContext, row: db.Row, config: Any, output: Path, result: Any
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Gate, export, switch (fintune.service.deploy): the task's final status, error and deploy record."""
+    from fintune.service.deploy import DeployCall, DeployRefused, deploy
+
+    request = row["request"]["deploy"]
+    call = DeployCall(
+        context.additional_context["database_url"], row["id"], request["name"], float(request.get("tolerance", 0)),
+        row["kind"], config, output, result.metrics_after, result.metrics_before,
+    )  # fmt: skip
+    try:
+        return "succeeded", None, deploy(call)
+    except DeployRefused as exc:
+        return "refused", str(exc), exc.record
+    except Exception as exc:  # the model is trained and kept: the task says why it is not live
+        return "failed", f"trained, but not deployed: {_one_line(exc)}", {"deployed": False}
 
 
 def _drop_partial_checkpoints(work: Path) -> None:

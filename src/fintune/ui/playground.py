@@ -16,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from fintune.errors import UsageError
+from fintune.llm.predict import as_example
 
 if TYPE_CHECKING:  # the LLM modules import transformers: seconds the page's start must not wait for
     from fintune.llm.prompts import Example
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # the LLM modules import transformers: seconds the page's sta
 PLAYGROUND_TASKS = ("fpb", "tfns", "headline", "ner", "xbrl_term", "formula", "ectsum", "financial_qa_10k")
 EXAMPLES_SHOWN = 50  # dropdown entries per task: enough to browse, small enough to render at once
 COLUMNS = ["model", "answer", "parsed", "gold", "correct", "latency_ms"]
-# Typed text of these tasks is the input field of a record; the task's builder turns it into the prompt.
-TEXT_RECORD = {"fpb": "text", "tfns": "text", "ectsum": "transcript"}
 
 _models: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 _lock = threading.Lock()  # one load or generation at a time: two would only compete for the same cores
@@ -64,33 +63,6 @@ def _input_part(prompt: str) -> str:
     return prompt
 
 
-def as_example(task: str, text: str) -> Example:
-    """The prompt for typed text: a full prompt (an example's, edited) as is; plain text of a sentiment or
-    summary task goes through the task's prompt builder, so it reads like a training prompt."""
-    from fintune.data.tasks import get_task
-    from fintune.llm.prompts import Example, build_examples
-
-    text = text.strip()
-    if not text:
-        raise UsageError("type a text or pick an example")
-    spec = get_task(task)
-    if task in TEXT_RECORD and not text.startswith(("Instruction:", "Summarize")):
-        record = {TEXT_RECORD[task]: text, "label": (spec.labels or ("",))[0], "summary": ""}
-        return build_examples(spec, record)[0]
-    return Example(text, "", _labels_of(task))
-
-
-def _labels_of(task: str) -> tuple[str, ...]:
-    from fintune.data.tasks import get_task
-    from fintune.llm.prompts import ENTITY_TYPES, YES_NO
-
-    if task == "headline":
-        return YES_NO
-    if task == "ner":
-        return tuple(ENTITY_TYPES.values())
-    return get_task(task).labels or ()
-
-
 def _load(base: str, adapter: str) -> tuple[Any, Any, Any]:
     """Model, tokenizer and prompt settings, loaded on first use and kept for the next answer."""
     key = (base, adapter)
@@ -127,15 +99,14 @@ def answer_one(task: str, example: Example, base: str, adapter: str) -> dict[str
 
 
 def parse_answer(family: str, answer: str, labels: tuple[str, ...]) -> str:
-    """The label (classification) or number (numeric, regression) the metrics would read from `answer`."""
-    from fintune.metrics.classification import first_label
-    from fintune.metrics.numeric import first_number
+    """The label or number the metrics would read from `answer`, as the table shows it."""
+    from fintune.llm.predict import parse_answer as parsed
 
+    value = parsed(family, answer, labels)
     if family == "classification" and labels:
-        return first_label(answer, labels) or "(no label)"
+        return str(value) if value is not None else "(no label)"
     if family in ("numeric", "regression"):
-        number = first_number(answer)
-        return "(no number)" if number is None else f"{number:g}"
+        return "(no number)" if value is None else f"{value:g}"
     return ""
 
 

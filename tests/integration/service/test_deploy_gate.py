@@ -1,0 +1,63 @@
+"""A task with `deploy: {name, as_blue: true}`: the first creates the deployment (int8 ONNX export); a
+deliberately worse model is refused by the gate with both figures, and the live version keeps serving;
+a tolerant gate lets the next one through as a switch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fintune.service.app import PREFIX
+from tests.integration.service.conftest import wait_for
+from tests.integration.service.test_training import QUICK, WAIT_S
+
+pytestmark = pytest.mark.slow
+
+
+def submit(client, tiny_beir: Path, config: dict, deploy: dict) -> dict:
+    body = {"kind": "embedding", "base_model": "minilm", "data": tiny_beir.name, "config": {**QUICK, **config},
+            "deploy": {"name": "tenk", "as_blue": True, **deploy}}  # fmt: skip
+    created = client.post(PREFIX, json=body)
+    assert created.status_code == 201, created.text
+    return wait_for(client, created.json()["id"], {"succeeded", "failed", "refused"}, WAIT_S)
+
+
+def served_version(client) -> str:
+    response = client.post("/v1/embeddings", json={"model": "tenk", "input": "What was the revenue?"})
+    assert response.status_code == 200, response.text
+    return response.headers["X-Fintune-Model-Version"]
+
+
+def test_gate_refuses_a_worse_model_and_the_live_version_keeps_serving(make_client, tiny_beir):
+    with make_client([tiny_beir.parent], workers=1) as client:
+        first = submit(client, tiny_beir, {"max_steps": 2}, {})
+        assert first["status"] == "succeeded", first["error"]
+        record = first["metrics"]["deploy"]
+        assert record["deployed"] and record["created"] and record["version"] == f"task-{first['id']}"
+        live = client.get("/v1/deployments/tenk").json()["live"]
+        assert Path(live["model"]).name == f"{first['id']}-onnx-int8"  # served from the int8 export
+        assert served_version(client) == f"task-{first['id']}"
+
+        # a learning rate 4000x the default wrecks the model in a few steps
+        worse = submit(client, tiny_beir, {"max_steps": 4, "learning_rate": 0.2}, {"tolerance": 0.01})
+        assert worse["status"] == "refused", worse["error"]
+        gate = worse["metrics"]["deploy"]
+        assert gate["deployed"] is False and gate["tuned_score"] < gate["live_score"] - 0.01
+        assert gate["tuned_score"] == pytest.approx(worse["metrics_after"]["ndcg@10"], abs=1e-6)
+        assert "refused" in worse["error"] and f"{gate['live_score']:.4f}" in worse["error"]
+        assert served_version(client) == f"task-{first['id']}"  # the live version never stopped serving
+
+        tolerant = submit(client, tiny_beir, {"max_steps": 1}, {"tolerance": 1.0})
+        assert tolerant["status"] == "succeeded", tolerant["error"]
+        assert tolerant["metrics"]["deploy"]["previous"] == f"task-{first['id']}"
+        deployment = client.get("/v1/deployments/tenk").json()
+        assert (deployment["live"]["version"], deployment["previous"]["version"]) == (
+            f"task-{tolerant['id']}",
+            f"task-{first['id']}",
+        )
+        deadline = time.monotonic() + 2.0  # the worker switched it: the API process follows within a poll
+        while served_version(client) != f"task-{tolerant['id']}":
+            assert time.monotonic() < deadline, "the API still serves the previous version"
+            time.sleep(0.05)
