@@ -1,4 +1,4 @@
-"""`fintune llm train|eval|generate|chat|merge`."""
+"""`fintune llm train|eval|generate|chat|merge|export`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     me.add_argument("--output", required=True)
     me.add_argument("--overwrite", action="store_true")
     me.set_defaults(func=cmd_merge)
+
+    ex = lsub.add_parser("export", help="merge an adapter and write one GGUF file for llama.cpp / Ollama")
+    ex.add_argument("--adapter", help="adapter folder to merge (omit to export --model as is)")
+    ex.add_argument("--model", help="base model (default: the adapter's)")
+    ex.add_argument("--format", choices=["gguf"], default="gguf")
+    ex.add_argument("--quantize", choices=["f16", "q8_0"], default="f16")
+    ex.add_argument("--output", required=True, help="the .gguf file to write")
+    ex.add_argument("--overwrite", action="store_true")
+    ex.set_defaults(func=cmd_export)
 
     fe = lsub.add_parser("federate", help="federated LoRA on Flower: each client trains on its own data")
     fe.add_argument("--config", required=True, help="YAML or JSON file of named federated runs")
@@ -222,6 +231,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
     console.print(
         f"merged into [bold]{args.output}[/]: relative logit difference {check.max_abs_logit_diff:.1e} "
         f"(tolerance {check.tolerance:.0e}), same next token on {check.argmax_agreement:.0%} of probe positions"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fintune.llm.export_gguf import export_gguf
+
+    check = export_gguf(args.output, args.adapter, args.model, args.quantize, overwrite=args.overwrite)
+    console.print(
+        f"wrote [bold]{args.output}[/] ({check.quantize}, {check.size_bytes / 2**20:.1f} MiB), loaded back: "
+        f"same next token on {check.argmax_agreement:.1%} of probe positions, {check.decided_agreement:.1%} of "
+        f"decided ones ({check.requirement}); greedy answers identical on {check.greedy_match}/{check.probes} probes"
     )
     return 0
 
