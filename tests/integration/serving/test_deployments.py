@@ -180,6 +180,22 @@ def test_refusals_leave_the_live_version_serving(serve, data_root, tmp_path) -> 
         assert after.status_code == 200 and after.headers["X-Fintune-Model-Version"] == "v1"
         assert after.json() == before.json()
 
+        hybrid = http.post("/v1/search", json={"deployment": "tenk-search", "collection": "tenk",
+                                               "query": QUERIES[0], "hybrid": True, "k": 5})  # fmt: skip
+        hits = hybrid.json()["results"][0]["hits"]
+        assert hybrid.status_code == 200 and len(hits) == 5 and any("keyword_score" in h for h in hits)
+        asked = http.post("/v1/ask", json={"deployment": "tenk-search", "collection": "tenk",
+                                           "question": QUERIES[0], "k": 3, "max_tokens": 16})  # fmt: skip
+        assert asked.status_code == 200, asked.text
+        answer = asked.json()
+        top3 = [h["id"] for h in before.json()["results"][0]["hits"][:3]]
+        assert [p["id"] for p in answer["passages"]] == top3  # answered from the deployment's own retrieval
+        assert asked.headers["X-Fintune-Model-Version"] == "v1" and asked.headers["X-Fintune-LLM-Version"] == "smollm2"
+        direct = http.post("/v1/search", json={"store": str(store), "collection": "tenk", "query": QUERIES[0]})
+        assert direct.status_code == 200 and direct.json()["results"] == before.json()["results"]
+        outside = http.post("/v1/search", json={"store": "postgresql://x@10.0.0.1/db", "collection": "t", "query": "q"})
+        assert outside.status_code == 400  # a server the service was not started with is never contacted
+
 
 def test_a_second_api_process_serves_a_switch_within_two_seconds(serve, data_root, tmp_path) -> None:
     store = built_store(data_root, f"store-{tmp_path.name}")

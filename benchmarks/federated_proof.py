@@ -1,0 +1,170 @@
+"""The federated proof: base, each client alone, centralised, fedavg, ffa, fedsa on the same budget.
+
+Run `sentiment_clients` of configs/federated.yaml (clients fpb and tfns, each on its own train split):
+- federated (fedavg, ffa, fedsa): `--rounds` R rounds of `--local-steps` L steps per client;
+- local-only: each client trains alone for R·L steps (the same steps and examples it trains federated);
+- centralised: both clients' data pooled, 2·R·L steps (the federation's total);
+all with the run's LoRA recipe, a constant learning rate and no warmup (as a federated round trains),
+and the seed given. Every adapter is scored by `fintune llm eval --task T --limit N` on the dev split of
+each client's task (fedsa: each client's personalised adapter on its own task). Output: one JSON line
+per (arm, seed, task) in `--output`/results.jsonl and a markdown table on stdout.
+
+    .venv/bin/python benchmarks/federated_proof.py --rounds 5 --local-steps 10 --limit 200 --seeds 0 [1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine_line
+
+CONFIG, RUN = "configs/federated.yaml", "sentiment_clients"
+TASKS = ("fpb", "tfns")
+ARMS = ("base", "local", "central", "fedavg", "ffa", "fedsa")
+
+
+def llm_eval(adapter: Path | None, task: str, limit: int, out: Path) -> dict[str, float]:
+    """`fintune llm eval` in its own process: the CLI's figures exactly."""
+    target = ["--adapter", str(adapter)] if adapter else ["--model", "smollm2"]
+    command = [sys.executable, "-m", "fintune", "llm", "eval", *target, "--task", task, "--limit", str(limit),
+               "--output", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    metrics = json.loads(out.read_text())
+    metrics = metrics.get("metrics", metrics)
+    return {"accuracy": metrics["accuracy"], "f1_weighted": metrics["f1_weighted"]}
+
+
+def federated_config(rounds: int, local_steps: int, seed: int, aggregation: str) -> Any:
+    from fintune.config.files import parse_overrides
+    from fintune.federated.config import load_federated_run
+
+    overrides = parse_overrides([f"rounds={rounds}", f"local_steps={local_steps}", f"aggregation={aggregation}",
+                                 "eval_limit=16", "eval_base=false", f"llm.seed={seed}"])  # fmt: skip
+    return load_federated_run(CONFIG, RUN, overrides)
+
+
+def constant(llm: Any, steps: int, **extra: Any) -> Any:
+    """The client recipe trained `steps` steps at a constant rate: what a federated round does."""
+    from fintune.config.schema import LLMRunConfig
+
+    body = llm.model_dump(exclude={"pipeline"}, exclude_unset=True) | extra
+    body.update(max_steps=steps, warmup_ratio=0.0, scheduler="constant", eval_each_epoch=False)
+    return LLMRunConfig.model_validate(body)
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    from fintune.federated.run import federate
+    from fintune.llm.train import train_llm
+
+    folder = root / f"seed{seed}" / arm
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = federated_config(args.rounds, args.local_steps, seed, "ffa" if arm in ("base", "local", "central") else arm)
+    budget = args.rounds * args.local_steps
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if arm == "base":
+        scored = {t: llm_eval(None, t, args.limit, folder / f"{t}.json") for t in TASKS}
+    elif arm == "local":
+        scored = {}
+        for client in cfg.clients:
+            adapter = folder / client.name
+            if not (adapter / "adapter_config.json").is_file():
+                train_llm(constant(cfg.client_llm(client.name), budget), adapter, overwrite=True)
+            scored[client.task] = llm_eval(adapter, client.task, args.limit, folder / f"{client.task}.json")
+    elif arm == "central":
+        adapter = folder / "adapter"
+        pooled = constant(cfg.client_llm(cfg.clients[0].name), budget * len(cfg.clients), task=None,
+                          tasks=[c.task for c in cfg.clients], mixing="proportional")  # fmt: skip
+        if not (adapter / "adapter_config.json").is_file():
+            train_llm(pooled, adapter, overwrite=True)
+        scored = {t: llm_eval(adapter, t, args.limit, folder / f"{t}.json") for t in TASKS}
+    else:
+        adapter = folder / "adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            result = federate(cfg, adapter, overwrite=True)
+            extra = {"bytes_per_round": _bytes(result.document), "federate_seconds": round(result.seconds, 1)}
+        if arm == "fedsa":
+            scored = {c.task: llm_eval(adapter / "clients" / c.name, c.task, args.limit, folder / f"{c.task}.json")
+                      for c in cfg.clients}  # fmt: skip
+        else:
+            scored = {t: llm_eval(adapter, t, args.limit, folder / f"{t}.json") for t in TASKS}
+    seconds = round(time.perf_counter() - start, 1)
+    for task, metrics in scored.items():
+        rows.append({"arm": arm, "seed": seed, "task": task, **metrics, "arm_seconds": seconds, **extra})
+    return rows
+
+
+def _bytes(document: dict[str, Any]) -> dict[str, float]:
+    rounds = document.get("rounds", [])
+    sent = [r.get("bytes_sent", 0) for r in rounds]
+    received = [r.get("bytes_received", 0) for r in rounds]
+    return {"sent": statistics.mean(sent) if sent else 0, "received": statistics.mean(received) if received else 0}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| arm | " + " | ".join(f"{t} acc | {t} F1w" for t in TASKS) + " | mean acc | mean F1w | seeds |",
+             "|---|" + "---|" * (2 * len(TASKS) + 3)]  # fmt: skip
+    for arm in ARMS:
+        mine = [r for r in rows if r["arm"] == arm]
+        if not mine:
+            continue
+        cells, accs, f1s = [], [], []
+        for task in TASKS:
+            values = [r for r in mine if r["task"] == task]
+            acc = [r["accuracy"] for r in values]
+            f1 = [r["f1_weighted"] for r in values]
+            cells += [_spread(acc), _spread(f1)]
+            accs.append(statistics.mean(acc))
+            f1s.append(statistics.mean(f1))
+        seeds = len({r["seed"] for r in mine})
+        lines.append(f"| {arm} | " + " | ".join(cells) +
+                     f" | {statistics.mean(accs):.3f} | {statistics.mean(f1s):.3f} | {seeds} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--local-steps", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=200, help="dev records scored per task")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--output", default="runs/federated-proof")
+    args = parser.parse_args()
+    print(machine_line(), file=sys.stderr)
+    root = Path(args.output)
+    root.mkdir(parents=True, exist_ok=True)
+    results = root / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    for seed in args.seeds:
+        for arm in args.arms:
+            if arm == "base" and any(r["arm"] == "base" for r in rows):
+                continue  # the base model has no seed
+            if any(r["arm"] == arm and r["seed"] == seed for r in rows):
+                continue  # done in an earlier invocation: resumable
+            new = run_arm(arm, seed, args, root)
+            rows += new
+            with results.open("a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in new)
+            print(f"{arm} seed {seed}: {new}", file=sys.stderr)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
