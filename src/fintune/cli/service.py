@@ -157,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             fintune_home(),
             roots,
             workers=args.workers,
-            serving_token_required=not is_loopback(args.host),
+            token_required=not is_loopback(args.host),
             store_urls=list(args.store),
             **timing,
         )

@@ -53,8 +53,8 @@ class Settings:
     heartbeat_s: float = 5.0
     stalled_s: float = 30.0
     shutdown_grace_s: float = 5.0  # then running jobs are aborted and handed back to pending
-    # Serving (/v1/embeddings, chat, search, deployments): without a token only on a loopback bind
-    serving_token_required: bool = True
+    # False only on a loopback bind (`fintune serve` decides): then no route needs the token
+    token_required: bool = True
     deployment_poll_s: float = 0.5  # how often this process looks for switches made elsewhere
     store_urls: list[str] = field(default_factory=list)  # store servers serving requests may name
 
@@ -161,7 +161,7 @@ def _serving_auth(service: Service) -> Callable[..., Awaitable[None]]:
     async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         """On a loopback bind no token is needed (whatever an OpenAI client sends as its api_key passes);
         elsewhere the service's token."""
-        if not service.settings.serving_token_required:
+        if not service.settings.token_required:
             return
         presented = credentials.credentials if credentials else None
         if not service.tokens.matches(presented):
@@ -199,6 +199,8 @@ def _router(service: Service) -> APIRouter:
     async def require_token(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
+        if not service.settings.token_required:  # a loopback bind: this machine's users only
+            return
         if credentials is None or not service.tokens.matches(credentials.credentials):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 

@@ -62,7 +62,7 @@ def serve(serving_db, tmp_path, monkeypatch) -> Callable[..., object]:
 
     def make(roots: list[Path], **options: object):
         options.setdefault("workers", 0)
-        options.setdefault("serving_token_required", False)
+        options.setdefault("token_required", False)
         settings = Settings(serving_db, TOKEN, tmp_path / "home", roots, **options)  # type: ignore[arg-type]
         return running(settings)
 

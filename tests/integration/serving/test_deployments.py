@@ -213,3 +213,16 @@ def test_a_second_api_process_serves_a_switch_within_two_seconds(serve, data_roo
             time.sleep(0.05)
         listed = json.loads(two.get("/v1/deployments").text)["deployments"]
         assert [d["live"]["version"] for d in listed] == ["v2"]
+
+
+def test_off_loopback_every_route_but_healthz_needs_the_token(serve, tmp_path) -> None:
+    from tests.integration.serving.conftest import TOKEN
+
+    with serve([tmp_path], token_required=True) as url:
+        anonymous, wrong, right = client(url), client(url, "not-the-token"), client(url, TOKEN)
+        for path in ("/v1/models", "/v1/deployments", "/v1/fine-tuning/tasks"):
+            assert anonymous.get(path).status_code == 401
+            assert wrong.get(path).status_code == 401
+            assert right.get(path).status_code == 200
+        assert anonymous.post("/v1/embeddings", json={"model": "minilm", "input": "x"}).status_code == 401
+        assert anonymous.get("/healthz").status_code in (200, 503)  # health needs no token

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,20 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.ui.browser import CHROMIUM, CHROMIUM_ARGS, TABLE_ROWS, browser_page, table_rows
 from tests.unit.ui.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+SENTIMENT = ("negative", "neutral", "positive")
 START_BUDGET_S = 60  # the issue's promise: HTTP 200 on / within a minute of `fintune ui`
 
 
@@ -128,3 +122,104 @@ def test_train_shows_progress_reattaches_after_a_reload_and_stop_leaves_nothing(
         finally:
             browser.close()
     assert not output.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory) -> Path:
+    """A LoRA adapter on SmolLM2 with random non-zero weights (peft's init_lora_weights=False): a "tuned" model
+    that answers differently from the base without a training run (the table's mechanics, not its quality)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from fintune.models.resolve import resolve_model
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(resolve_model("smollm2")), dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    folder = tmp_path_factory.mktemp("ui_adapter") / "fpb-random-lora"
+    get_peft_model(base, config).save_pretrained(folder)
+    return folder
+
+
+def test_an_fpb_dev_sentence_is_answered_by_base_and_tuned_side_by_side(
+    ui_server, random_adapter, fpb_dev_rows, tmp_path
+) -> None:
+    from playwright.sync_api import expect
+
+    from fintune.metrics.classification import first_label
+
+    first = fpb_dev_rows[0]  # the Playground's example 0: the first sentence of the fpb dev split
+    artefacts = Path(os.environ.get("FINTUNE_TEST_ARTEFACTS") or tmp_path)
+    with browser_page(artefacts, "ui-playground-failure") as page:
+        page.goto(ui_server)
+        page.get_by_label("example from the dev split").click()
+        page.get_by_role("option", name=f"0: {first['text'][:40]}", exact=False).first.click()
+        expect(page.get_by_label("input: a prompt")).to_have_value(re.compile(re.escape(first["text"])))
+        expect(page.get_by_label("gold answer")).to_have_value(first["label"])
+        page.get_by_label("adapter folders").fill(str(random_adapter))
+        page.get_by_role("button", name="Answer").click()
+        expect(page.locator(TABLE_ROWS)).to_have_count(2, timeout=180_000)  # two models loaded and asked on 2 cores
+        shown = table_rows(page)
+        assert [r[0] for r in shown] == ["base (default)", str(random_adapter)]
+        for _, answer, parsed, gold, correct, latency in shown:  # llm eval's parsing of each model's answer
+            assert (parsed or "(no label)") == (first_label(answer, SENTIMENT) or "(no label)"), answer
+            assert gold == first["label"] and correct == ("✓" if parsed == gold else "✗")
+            assert float(latency) > 0
+        page.screenshot(path=str(artefacts / "ui-playground-answers.png"))
+
+
+@pytest.fixture(scope="module")
+def tenk_store(tmp_path_factory, beir_slice) -> tuple[Path, str, str]:
+    """A store of 10-K passages embedded by MiniLM: the passages of 5 dev questions and 95 others (as
+    `fintune index` builds it); with one dev question and the id of its passage."""
+    from fintune.retrieval.corpus import read_corpus
+    from fintune.retrieval.index import index_corpus
+    from fintune.retrieval.stores import open_store
+
+    root = tmp_path_factory.mktemp("ui_tenk")
+    qrels = [line.split("\t") for line in (beir_slice / "qrels" / "dev.tsv").read_text().splitlines()[1:]]
+    relevant = {d for _, d, _ in qrels[:5]}
+    lines = (beir_slice / "corpus.jsonl").read_text().splitlines()
+    picked = [ln for ln in lines if json.loads(ln)["_id"] in relevant]
+    picked += [ln for ln in lines if json.loads(ln)["_id"] not in relevant][:95]
+    (root / "corpus.jsonl").write_text("\n".join(picked) + "\n")
+    store = open_store(str(root / "store"))
+    try:
+        index_corpus(store, "tenk", read_corpus(root / "corpus.jsonl"), model="minilm", progress=False)
+    finally:
+        store.close()
+    queries = {json.loads(ln)["_id"]: json.loads(ln)["text"] for ln in (beir_slice / "queries.jsonl").open()}
+    query_id, doc_id = qrels[0][0], qrels[0][1]
+    return root / "store", queries[query_id], doc_id
+
+
+def test_a_10k_question_shows_ranked_passages_as_the_library_ranks_them(ui_server, tenk_store, tmp_path) -> None:
+    from playwright.sync_api import expect
+
+    from fintune.retrieval.search import open_collection
+    from fintune.retrieval.stores import open_store
+
+    store_folder, question, gold_id = tenk_store
+    opened = open_store(str(store_folder))
+    try:  # what `fintune search --store S --collection tenk` returns for the question
+        expected = [h.id for h in open_collection(opened, "tenk").search([question], 10)[0]]
+    finally:
+        opened.close()
+    assert gold_id in expected  # MiniLM finds this question's passage in its top 10
+
+    artefacts = Path(os.environ.get("FINTUNE_TEST_ARTEFACTS") or tmp_path)
+    with browser_page(artefacts, "ui-search-failure") as page:
+        page.goto(ui_server)
+        page.get_by_role("tab", name="Search").click()
+        page.get_by_label("store (folder").fill(str(store_folder))
+        page.get_by_role("button", name="List collections").click()
+        expect(page.get_by_label("collection", exact=True)).to_have_value("tenk", timeout=30_000)
+        page.get_by_label("query or question").fill(question)
+        page.get_by_role("button", name="Search", exact=True).click()
+        expect(page.locator(TABLE_ROWS)).to_have_count(10, timeout=90_000)
+        shown = table_rows(page)
+        assert [r[1] for r in shown] == expected
+        assert [r[0] for r in shown] == [str(i) for i in range(1, 11)]
+        assert all(float(r[2]) > 0 and r[3] for r in shown)  # a cosine score and the passage's text
+        page.screenshot(path=str(artefacts / "ui-search-results.png"))
