@@ -1,10 +1,12 @@
 """What a task with `deploy: {name, as_blue: true}` does after training: gate, export, switch.
 
-Gate: the tuned model must score at least the live version's validation NDCG@10 minus the request's
-tolerance, both measured on the run's own validation data (its held-out groups, else its eval split);
-otherwise nothing is deployed and the task ends `refused` with both figures. Then the model is exported
-to int8 ONNX (what serving loads fastest) and the deployment switches to it as version `task-<id>`, its
-bound collections re-embedded first. A deployment that does not exist yet is created with the model."""
+Gate: the tuned model must score at least the live version's validation score minus the request's
+tolerance, both measured on the run's own validation data; otherwise nothing is deployed and the task
+ends `refused` with both figures. Embeddings: NDCG@10 on the run's held-out groups (else its eval split);
+then the model is exported to int8 ONNX (what serving loads fastest). LLM adapters: the task's metric
+(`llm eval`'s generation scoring: weighted F1, token F1, numeric accuracy or BERTScore F1) on the task's
+validation examples. The deployment then switches to the result as version `task-<id>` (its bound
+collections re-embedded first); a deployment that does not exist yet is created with it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from fintune.models.resolve import model_key
 log = logging.getLogger(__name__)
 
 GATE_METRIC = "ndcg@10"
+LLM_GATE_METRIC = {"classification": "f1_weighted", "qa": "token_f1", "numeric": "accuracy",
+                   "generation": "bertscore_f1"}  # fmt: skip
+LLM_GATE_EXAMPLES = 64  # validation examples both adapters answer (the run's eval_limit when smaller)
 
 
 class DeployRefused(FintuneError, RuntimeError):
@@ -48,31 +53,73 @@ def deploy(call: DeployCall) -> dict[str, Any]:
     from fintune.serving import switch as switching
     from fintune.serving.runtime import Runtime
 
-    if call.kind != "embedding":
-        raise DeployRefused(
-            f"deploy: '{call.kind}' tasks have no deployment gate yet; deploy the adapter with "
-            "POST /v1/deployments/{name}/switch",
-            {"deployed": False},
-        )
+    if call.kind not in ("embedding", "llm"):
+        raise DeployRefused(f"deploy: '{call.kind}' tasks have no deployment gate", {"deployed": False})
     rt = Runtime(call.database_url, roots=[])
     rt.setup()
     try:
         with rt.connect() as conn:
             live = dbd.get(conn, call.name)
-        record: dict[str, Any] = {"deployment": call.name, "metric": GATE_METRIC, "tolerance": call.tolerance}
-        if live is not None:
-            record.update(_gate(rt, call, live.live.model))
-        export = _export(call)
+        if live is not None and live.kind != call.kind:
+            raise DeployRefused(f"deploy: '{call.name}' serves {live.kind}, not {call.kind}", {"deployed": False})
         version = f"task-{call.task_id}"
+        if call.kind == "llm":
+            record: dict[str, Any] = {"deployment": call.name, "tolerance": call.tolerance}
+            if live is not None:
+                record.update(_llm_gate(call, live.live))
+            model, adapter = "", str(call.output)
+        else:
+            record = {"deployment": call.name, "metric": GATE_METRIC, "tolerance": call.tolerance}
+            if live is not None:
+                record.update(_gate(rt, call, live.live.model))
+            model, adapter = str(_export(call)), None
         if live is None:
-            switching.create(rt, call.name, "embedding", str(export), version)
+            switching.create(rt, call.name, call.kind, model, version, adapter)  # type: ignore[arg-type]
             record.update(deployed=True, version=version, created=True)
         else:
-            result = switching.switch(rt, call.name, version, model=str(export), metrics=record.copy())
+            result = switching.switch(rt, call.name, version, model=model or None, adapter=adapter,
+                                      metrics=record.copy())  # fmt: skip
             record.update(deployed=True, version=version, previous=result.previous, switch_seconds=result.seconds)
         return record
     finally:
         rt.close()
+
+
+def _llm_gate(call: DeployCall, live: Any) -> dict[str, Any]:
+    """Both adapters (or the live base) answer the task's validation examples; the task's metric decides."""
+    from fintune.data.tasks import get_task
+    from fintune.llm.data import evaluation_examples, llm_family
+    from fintune.llm.evaluate import evaluate_examples
+    from fintune.llm.inference import load_for_inference
+
+    config = call.config
+    if not config.task or config.tasks:
+        raise DeployRefused("deploy: an LLM run gates on its one task's validation data; this run has none", {})
+    family = llm_family(get_task(config.task))
+    metric = LLM_GATE_METRIC.get(family)
+    if metric is None:
+        raise DeployRefused(f"deploy: no gate metric for '{family}' tasks", {"deployed": False})
+    limit = min(config.eval_limit or LLM_GATE_EXAMPLES, LLM_GATE_EXAMPLES)
+    examples = evaluation_examples(config.task, config.eval_path, config.seed, limit).examples[:limit]
+
+    def score(model: str | None, adapter: str | None) -> float:
+        lm, tokenizer, settings = load_for_inference(model, adapter)
+        result = evaluate_examples(lm, tokenizer, examples, family, system_prompt=settings.system_prompt,
+                                   max_length=settings.max_length, progress=False)  # fmt: skip
+        return float(result.metrics[metric])
+
+    tuned = score(None, str(call.output))
+    live_score = score(live.model or None, live.adapter)
+    figures = {"metric": metric, "examples": len(examples), "tuned_score": round(tuned, 6),
+               "live_score": round(live_score, 6), "live_model": live.adapter or live.model}  # fmt: skip
+    log.info("deploy gate: tuned %s %.4f, live %.4f (tolerance %.4f)", metric, tuned, live_score, call.tolerance)
+    if tuned < live_score - call.tolerance:
+        raise DeployRefused(
+            f"deployment refused: tuned {metric} {tuned:.4f} is below the live version's {live_score:.4f} "
+            f"by more than the tolerance {call.tolerance:g}",
+            {**figures, "deployed": False},
+        )
+    return figures
 
 
 def _gate(rt: Any, call: DeployCall, live_model: str) -> dict[str, Any]:
