@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="the fine-tuning task API (OpenAPI at /docs) and, by default, one worker")
+    serve = sub.add_parser(
+        "serve", help="fine-tuning task API, OpenAI-compatible serving and deployments (OpenAPI at /docs), one worker"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
