@@ -55,3 +55,31 @@ def parse_jsonl(stdout: str) -> list[dict]:
     """Every line, the last one ended too: a stray line of text fails here."""
     assert stdout.endswith("\n"), stdout[-200:]
     return [json.loads(line) for line in stdout.split("\n")[:-1]]
+
+
+def random_lora_adapter(
+    base: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    target_modules: str | list[str] = "all-linear",
+    lora_alpha: int = 8,
+    record_base: bool = False,
+) -> str:
+    """A LoRA adapter with random non-zero A and B (`init_lora_weights=False`): it changes the base's
+    answers without a training run. `base` is a model folder or alias; `record_base` writes fintune's run
+    record naming it (else PEFT's own base_model_name_or_path says where the base is)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from fintune.models.resolve import resolve_model
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model(str(base))), dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=lora_alpha, target_modules=target_modules, init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(str(out))
+    if record_base:
+        with open(os.path.join(out, "fintune_run.json"), "w") as fh:
+            json.dump({"base_model": str(base), "quant_bits": 16}, fh)
+    return str(out)

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,17 @@ def pg_url() -> Iterator[str]:
     yield url
     pg_local.stop(folder)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(pg_url: str, test_name: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server of `pg_url` for one test (named after it), dropped after."""
+    import re
+
+    name = prefix + re.sub(r"[^a-z0-9]", "_", test_name.lower())[:50]
+    pg_local.psql(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_local.psql(pg_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        pg_local.psql(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -110,16 +110,8 @@ def _llm_gate(call: DeployCall, live: Any) -> dict[str, Any]:
 
     tuned = score(None, str(call.output))
     live_score = score(live.model or None, live.adapter)
-    figures = {"metric": metric, "examples": len(examples), "tuned_score": round(tuned, 6),
-               "live_score": round(live_score, 6), "live_model": live.adapter or live.model}  # fmt: skip
-    log.info("deploy gate: tuned %s %.4f, live %.4f (tolerance %.4f)", metric, tuned, live_score, call.tolerance)
-    if tuned < live_score - call.tolerance:
-        raise DeployRefused(
-            f"deployment refused: tuned {metric} {tuned:.4f} is below the live version's {live_score:.4f} "
-            f"by more than the tolerance {call.tolerance:g}",
-            {**figures, "deployed": False},
-        )
-    return figures
+    return _decide(metric, tuned, live_score, call.tolerance,
+                   {"examples": len(examples), "live_model": live.adapter or live.model})  # fmt: skip
 
 
 def _gate(rt: Any, call: DeployCall, live_model: str) -> dict[str, Any]:
@@ -136,13 +128,17 @@ def _gate(rt: Any, call: DeployCall, live_model: str) -> dict[str, Any]:
         if data is None:
             raise DeployRefused("deploy: the run has no validation data to score the live model on", {})
         live_score = evaluate_retrieval(rt.embedders.get(live_model).model, data).metrics[GATE_METRIC]
-    figures = {"tuned_score": round(float(tuned), 6), "live_score": round(float(live_score), 6),
-               "live_model": live_model}  # fmt: skip
-    log.info("deploy gate: tuned %s %.4f, live %.4f (tolerance %.4f)", GATE_METRIC, tuned, live_score, call.tolerance)
-    if tuned < live_score - call.tolerance:
+    return _decide(GATE_METRIC, float(tuned), float(live_score), call.tolerance, {"live_model": live_model})
+
+
+def _decide(metric: str, tuned: float, live: float, tolerance: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """The gate's figures; DeployRefused (carrying them) when the tuned model falls short."""
+    figures = {"metric": metric, "tuned_score": round(tuned, 6), "live_score": round(live, 6), **extra}
+    log.info("deploy gate: tuned %s %.4f, live %.4f (tolerance %.4f)", metric, tuned, live, tolerance)
+    if tuned < live - tolerance:
         raise DeployRefused(
-            f"deployment refused: tuned {GATE_METRIC} {tuned:.4f} is below the live version's {live_score:.4f} "
-            f"by more than the tolerance {call.tolerance:g}",
+            f"deployment refused: tuned {metric} {tuned:.4f} is below the live version's {live:.4f} "
+            f"by more than the tolerance {tolerance:g}",
             {**figures, "deployed": False},
         )
     return figures

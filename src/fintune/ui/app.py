@@ -22,7 +22,7 @@ def build_app(server: str | None = None) -> gr.Blocks:
         with gr.Tab("Search"):
             search.build_tab()
         with gr.Tab("Train"):
-            train.build_tab(demo)
+            train.build_tab(demo, server)
         with gr.Tab("Evaluate"):
             evaluate.build_tab()
         if server:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ PIPELINES = ("embed", "llm")
 STOP_GRACE_S = 10.0  # SIGTERM first (lets the trainer close files); SIGKILL after this
 LOG_TAIL_LINES = 40
 POLL_S = 1.0
+LOSS_KEYS = ("loss", "eval_loss", "train_loss")
 
 
 @dataclass
@@ -146,12 +148,17 @@ def status(job_id: str | None) -> dict[str, Any]:
 
 def losses(job_id: str | None) -> pd.DataFrame:
     """Logged losses by step (series: loss, eval_loss, and train_loss: the run's mean, logged at its end)."""
+    return loss_frame((int(p["step"]), p.get("logs", {})) for p in read_progress(_job(job_id).progress))
+
+
+def loss_frame(points: Iterable[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
+    """The plot's rows from (step, logged values) pairs: one row per loss key present (also the server's)."""
     rows = []
-    for p in read_progress(_job(job_id).progress):
-        for key in ("loss", "eval_loss", "train_loss"):
-            value = p.get("logs", {}).get(key)
+    for step, logs in points:
+        for key in LOSS_KEYS:
+            value = logs.get(key)
             if isinstance(value, int | float):
-                rows.append({"step": int(p["step"]), "loss": float(value), "series": key})
+                rows.append({"step": step, "loss": float(value), "series": key})
     return pd.DataFrame(rows, columns=["step", "loss", "series"])
 
 
@@ -231,22 +238,24 @@ def status_markdown(info: dict[str, Any]) -> str:
     )
 
 
-def build_tab(demo: gr.Blocks) -> None:
-    """The Train tab's components and events (inside `demo`); a loaded page re-attaches to the running job."""
+def build_tab(demo: gr.Blocks, server: str | None = None) -> None:
+    """The Train tab's components and events (inside `demo`); a loaded page re-attaches to the running job.
+    With `server` (a task service URL) training runs as the service's task instead: see `train_server`."""
     with gr.Row():
         pipeline = gr.Radio(list(PIPELINES), value="embed", label="pipeline")
         config = gr.Textbox(label="config file (empty: the default recipe)")
         run = gr.Textbox(label="run name in the config")
     with gr.Row():
         data = gr.Textbox(label="data (BEIR folder or records file; empty: the run's)")
-        output = gr.Textbox("runs/ui-run", label="output folder")
+        output = gr.Textbox("runs/ui-run", label="output folder", visible=not server)  # a server picks its own
     overrides = gr.Textbox(
         label="overrides: key=value or flags (e.g. epochs=1 batch_size=16; llm: --task fpb max_steps=20)"
     )
     with gr.Row():
         start = gr.Button("Start", variant="primary")
         stop = gr.Button("Stop", variant="stop")
-    job_id = gr.Textbox(label="job", interactive=False)
+    token = gr.Textbox(label="bearer token (if the server requires one)", type="password", visible=bool(server))
+    job_id = gr.Textbox(label="task id" if server else "job", interactive=bool(server))  # attach to any task
     state = gr.Markdown()
     plot = gr.LinePlot(x="step", y="loss", color="series", label="loss", height=260)
     tail = gr.Textbox(label="log tail", lines=12, max_lines=12, autoscroll=True)
@@ -257,6 +266,15 @@ def build_tab(demo: gr.Blocks) -> None:
             list_jobs = gr.Button("List jobs")
         overlay = gr.LinePlot(x="step", y="loss", color="series", label="training loss", height=260)
 
+    list_jobs.click(lambda: gr.update(choices=past_jobs()), None, chosen, api_name="past_jobs")
+    chosen.change(curves, chosen, overlay, api_name="curves")
+    if server:
+        from fintune.ui import train_server  # imports this module: not at its top
+
+        train_server.wire(demo, server, token, [pipeline, config, run, data, overrides], start, stop, job_id,
+                          [state, plot, tail], stop_result)  # fmt: skip
+        return
+
     def refresh(jid: str) -> tuple[Any, Any, Any]:
         if not jid or jid not in JOBS:
             return gr.update(), gr.update(), gr.update()
@@ -264,7 +282,5 @@ def build_tab(demo: gr.Blocks) -> None:
 
     start.click(start_job, [pipeline, config, run, data, output, overrides], job_id, api_name="start")
     stop.click(stop_job, job_id, stop_result, api_name="stop")
-    list_jobs.click(lambda: gr.update(choices=past_jobs()), None, chosen, api_name="past_jobs")
-    chosen.change(curves, chosen, overlay, api_name="curves")
     gr.Timer(POLL_S).tick(refresh, job_id, [state, plot, tail], show_progress="hidden", api_name="refresh")
     demo.load(lambda: latest_running() or "", None, job_id, api_name="running_job")

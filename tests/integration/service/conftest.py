@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fintune.service.app import PREFIX, Settings, create_app
-from tests import pg_local
 from tests.conftest import write_jsonl
+from tests.integration.conftest import fresh_database
 
 TOKEN = "integration-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -54,11 +53,8 @@ def service_pg_url(pg_url: str) -> str:
 
 @pytest.fixture
 def service_db(service_pg_url, request) -> Iterator[str]:
-    name = "svc_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
-    pg_local.psql(service_pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    pg_local.psql(service_pg_url, f'CREATE DATABASE "{name}"')
-    yield service_pg_url.rsplit("/", 1)[0] + f"/{name}"
-    pg_local.psql(service_pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(service_pg_url, request.node.name, "svc_") as url:
+        yield url
 
 
 @pytest.fixture

@@ -66,23 +66,18 @@ def test_gate_refuses_a_worse_model_and_the_live_version_keeps_serving(make_clie
 def test_llm_gate_scores_both_adapters_on_the_task_with_llm_evals_metric(tmp_path) -> None:
     """The LLM gate's two figures are `llm eval`'s weighted F1 of each model on the task's validation
     examples (a tiny random model on the real fpb dev split: mechanics, not quality)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from fintune.config.schema import LLMRunConfig
     from fintune.llm.data import evaluation_examples
     from fintune.llm.evaluate import evaluate_examples
     from fintune.llm.inference import load_for_inference
     from fintune.service.deploy import DeployCall, DeployRefused, _llm_gate
     from fintune.serving.deployments import Version
+    from tests.helpers import random_lora_adapter
     from tests.unit.llm.conftest import make_tiny_llm
 
     base = make_tiny_llm(tmp_path / "tiny")
-    torch.manual_seed(0)
-    lora = LoraConfig(r=4, lora_alpha=256, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     adapter = tmp_path / "adapter"
-    get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(adapter)
+    random_lora_adapter(base, adapter, target_modules=["q_proj", "v_proj"], lora_alpha=256)
     config = LLMRunConfig(task="fpb", base_model=str(base), eval_limit=8)
     call = DeployCall("unused", 7, "fpb-llm", 0.0, "llm", config, adapter, None, None)
     live = Version("fpb-llm", "v1", str(base), None, None, {}, "ready")

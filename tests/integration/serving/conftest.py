@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 import time
@@ -15,18 +14,15 @@ import pytest
 import uvicorn
 
 from fintune.service.app import Settings, create_app
-from tests import pg_local
+from tests.integration.conftest import fresh_database
 
 TOKEN = "serving-token-0123456789"
 
 
 @pytest.fixture
 def serving_db(pg_url, request) -> Iterator[str]:
-    name = "srv_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
-    pg_local.psql(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    pg_local.psql(pg_url, f'CREATE DATABASE "{name}"')
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    pg_local.psql(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_url, request.node.name, "srv_") as url:
+        yield url
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import random_lora_adapter
 from tests.integration.serving.conftest import client
 
 pytestmark = pytest.mark.slow
@@ -36,17 +37,8 @@ def offline_generate(model: str | None, adapter: str | None, prompt: str, max_ne
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory) -> Path:
     """A LoRA adapter on SmolLM2 with random non-zero weights: it answers differently from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from fintune.models.resolve import resolve_model
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(str(resolve_model("smollm2")), dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     folder = tmp_path_factory.mktemp("serving_data") / "adapter"
-    get_peft_model(base, config).save_pretrained(folder)
+    random_lora_adapter("smollm2", folder, target_modules=["q_proj", "v_proj"], lora_alpha=64)
     return folder
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import random_lora_adapter
 from tests.integration.ui.browser import CHROMIUM, CHROMIUM_ARGS, TABLE_ROWS, browser_page, table_rows
 from tests.unit.ui.conftest import free_port
 
@@ -128,17 +129,8 @@ def test_train_shows_progress_reattaches_after_a_reload_and_stop_leaves_nothing(
 def random_adapter(tmp_path_factory) -> Path:
     """A LoRA adapter on SmolLM2 with random non-zero weights (peft's init_lora_weights=False): a "tuned" model
     that answers differently from the base without a training run (the table's mechanics, not its quality)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from fintune.models.resolve import resolve_model
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(str(resolve_model("smollm2")), dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     folder = tmp_path_factory.mktemp("ui_adapter") / "fpb-random-lora"
-    get_peft_model(base, config).save_pretrained(folder)
+    random_lora_adapter("smollm2", folder, target_modules=["q_proj", "v_proj"], lora_alpha=64)
     return folder
 
 

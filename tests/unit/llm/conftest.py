@@ -55,11 +55,12 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return make_tokenizer()
 
 
-def make_tiny_llm(folder, num_hidden_layers: int = 3, hidden_size: int = 32):
-    """Save a tiny random Llama and the word-level tokenizer into `folder`."""
-    tok = make_tokenizer()
+def make_tiny_llm(folder, num_hidden_layers: int = 3, hidden_size: int = 32, tokenizer=None, spare_rows: int = 0):
+    """Save a tiny random Llama and a tokenizer (default the word-level one) into `folder`; `spare_rows`
+    embedding rows no token uses."""
+    tok = tokenizer if tokenizer is not None else make_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tok),
+        vocab_size=len(tok) + spare_rows,
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_hidden_layers,

@@ -8,9 +8,8 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from fintune.cli.main import main
@@ -18,8 +17,9 @@ from fintune.errors import OutputExistsError, UsageError
 from fintune.llm import export_gguf as eg
 from fintune.llm.export_gguf import GGUFCheck, export_gguf, permute_qk
 from fintune.llm.merge import PROBES
+from tests.helpers import random_lora_adapter
 
-from .conftest import CHATML, WORDS
+from .conftest import CHATML, WORDS, make_tiny_llm
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -44,36 +44,16 @@ def _bpe_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="module")
 def bpe_llm_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bpe_llm")
-    tok = _bpe_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok) + 4,  # a few embedding rows no token uses: written as [PAD] tokens
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        tie_word_embeddings=True,
-        initializer_range=0.3,  # confident next-token choices, so greedy answers are well defined
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    # a few embedding rows no token uses: written as [PAD] tokens
+    make_tiny_llm(folder, num_hidden_layers=2, hidden_size=64, tokenizer=_bpe_tokenizer(), spare_rows=4)
     return folder
 
 
 @pytest.fixture(scope="module")
 def adapter_dir(bpe_llm_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapter")
-    torch.manual_seed(1)
-    base = AutoModelForCausalLM.from_pretrained(bpe_llm_dir)
-    # init_lora_weights=False: random non-zero B, so the merge really changes the weights
-    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(out)
-    (out / "fintune_run.json").write_text(json.dumps({"base_model": str(bpe_llm_dir), "quant_bits": 16}))
+    random_lora_adapter(bpe_llm_dir, out, seed=1, record_base=True)  # random B: the merge changes the weights
     return out
 
 

@@ -1,28 +1,17 @@
 """Merging an adapter: the merged model answers as base+adapter; a mismatched adapter is refused."""
 
-import json
-
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from fintune.llm.merge import merge_adapter
 from fintune.llm.model import AdapterMismatchError, load_causal_lm
-
-
-def _adapter(base_dir, out):
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(base_dir)
-    # init_lora_weights=False: random B, so the adapter really changes the outputs
-    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
-    model.save_pretrained(out)
-    (out / "fintune_run.json").write_text(json.dumps({"base_model": str(base_dir), "quant_bits": 16}))
-    return model
+from tests.helpers import random_lora_adapter
+from tests.unit.llm.conftest import make_tiny_llm
 
 
 def test_merged_model_matches_base_plus_adapter(tiny_llm_dir, tiny_tokenizer, tmp_path):
-    _adapter(tiny_llm_dir, tmp_path / "adapter")
+    random_lora_adapter(tiny_llm_dir, tmp_path / "adapter", record_base=True)
     check = merge_adapter(tmp_path / "adapter", tmp_path / "merged")
     assert check.ok and check.max_abs_logit_diff < 1e-4
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
@@ -37,19 +26,9 @@ def test_merged_model_matches_base_plus_adapter(tiny_llm_dir, tiny_tokenizer, tm
 
 
 def test_adapter_for_another_base_is_refused(tiny_llm_dir, tiny_tokenizer, tmp_path):
-    _adapter(tiny_llm_dir, tmp_path / "adapter")
+    random_lora_adapter(tiny_llm_dir, tmp_path / "adapter", record_base=True)
     other = tmp_path / "other"
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=64,
-            hidden_size=48,
-            intermediate_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    ).save_pretrained(other)
-    tiny_tokenizer.save_pretrained(other)
+    make_tiny_llm(other, hidden_size=48)  # another width: the adapter cannot fit it
     with pytest.raises(AdapterMismatchError, match="does not fit base model"):
         merge_adapter(tmp_path / "adapter", tmp_path / "merged", model=str(other))
     assert not (tmp_path / "merged").exists()
