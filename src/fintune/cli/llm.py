@@ -100,6 +100,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, InferenceSettings]:
     return load_for_inference(args.model, args.adapter, args.system_prompt, args.max_length)
 
 
+def _load_writer(args: argparse.Namespace) -> tuple[Any, Any, InferenceSettings]:
+    """`_load` for the commands that write text: a head adapter scores labels and writes none."""
+    from fintune.llm.inference import inference_settings
+
+    head = inference_settings(args.adapter).run.head if args.adapter else "generate"
+    if head != "generate":
+        raise UsageError(
+            f"{args.adapter}: a '{head}' head adapter scores labels or values, it does not write text; "
+            f"use `fintune llm eval --adapter {args.adapter} --task ...`"
+        )
+    return _load(args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from fintune.llm.train import train_llm
 
@@ -187,7 +200,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from fintune.llm.inference import prompt_examples
 
     examples = prompt_examples(args.prompt, args.file, args.task)
-    model, tokenizer, settings = _load(args)
+    model, tokenizer, settings = _load_writer(args)
     budget = settings.max_length - args.max_new_tokens
     prompts = [encode_prompt(tokenizer, e, settings.system_prompt, budget)[0] for e in examples]
     gen = generate_batched(model, tokenizer, prompts, args.max_new_tokens, args.batch_size, progress=len(prompts) > 1)
@@ -204,7 +217,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from fintune.llm.generate import generate_batched
     from fintune.llm.prompts import chat_messages
 
-    model, tokenizer, settings = _load(args)
+    model, tokenizer, settings = _load_writer(args)
     history: list[dict[str, str]] = []
     console.print("chat: an empty line or Ctrl-D ends")
     while True:

@@ -67,7 +67,7 @@ def _train(tiny_llm_dir, task, data, out, head, snapshot):
 
 @pytest.mark.parametrize(("task", "head"), [("fpb", "classify"), ("fiqa_sa_score", "regress")])
 def test_one_step_trains_lora_and_head_and_eval_scores_with_the_head(
-    tiny_llm_dir, fpb_file, fiqa_file, tmp_path, task, head, shared_data
+    tiny_llm_dir, fpb_file, fiqa_file, tmp_path, task, head, shared_data, capsys
 ):
     """(The regression baselines are fitted on the shared training split.)"""
     data = fpb_file if task == "fpb" else fiqa_file
@@ -90,6 +90,9 @@ def test_one_step_trains_lora_and_head_and_eval_scores_with_the_head(
     else:
         assert {"mse", "r2", "directional_accuracy"} <= set(scored) and scored["unparsed"] == 0.0
         assert "train_mean" in scored["baselines"]
+    capsys.readouterr()
+    assert main(["llm", "generate", "--adapter", str(out), "Sales fell."]) == 2  # a head writes no text
+    assert f"a '{head}' head adapter scores labels or values" in capsys.readouterr().err
 
 
 def test_head_file_is_required_for_a_head_adapter(tmp_path):
