@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,11 @@ import pandas as pd
 
 from fintune.errors import UsageError
 from fintune.paths import fintune_home
+from fintune.ui import train_server
+from fintune.ui.training_view import LOG_TAIL_LINES, POLL_S, loss_frame, status_markdown
 
 PIPELINES = ("embed", "llm")
 STOP_GRACE_S = 10.0  # SIGTERM first (lets the trainer close files); SIGKILL after this
-LOG_TAIL_LINES = 40
-POLL_S = 1.0
-LOSS_KEYS = ("loss", "eval_loss", "train_loss")
 
 
 @dataclass
@@ -151,17 +149,6 @@ def losses(job_id: str | None) -> pd.DataFrame:
     return loss_frame((int(p["step"]), p.get("logs", {})) for p in read_progress(_job(job_id).progress))
 
 
-def loss_frame(points: Iterable[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
-    """The plot's rows from (step, logged values) pairs: one row per loss key present (also the server's)."""
-    rows = []
-    for step, logs in points:
-        for key in LOSS_KEYS:
-            value = logs.get(key)
-            if isinstance(value, int | float):
-                rows.append({"step": step, "loss": float(value), "series": key})
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
-
-
 def past_jobs() -> list[str]:
     """Job folders of this and earlier UI sessions that recorded progress, newest first."""
     root = jobs_root()
@@ -229,15 +216,6 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def status_markdown(info: dict[str, Any]) -> str:
-    total = info["total"] or "?"
-    remaining = "?" if info["remaining_s"] is None else f"{info['remaining_s']:.0f} s"
-    return (
-        f"**{info['state']}** · step {info['step']}/{total} · elapsed {info['elapsed_s']:.0f} s · "
-        f"remaining {remaining}  \njob `{info['job']}` → `{info['output']}`"
-    )
-
-
 def build_tab(demo: gr.Blocks, server: str | None = None) -> None:
     """The Train tab's components and events (inside `demo`); a loaded page re-attaches to the running job.
     With `server` (a task service URL) training runs as the service's task instead: see `train_server`."""
@@ -269,8 +247,6 @@ def build_tab(demo: gr.Blocks, server: str | None = None) -> None:
     list_jobs.click(lambda: gr.update(choices=past_jobs()), None, chosen, api_name="past_jobs")
     chosen.change(curves, chosen, overlay, api_name="curves")
     if server:
-        from fintune.ui import train_server  # imports this module: not at its top
-
         train_server.wire(demo, server, token, [pipeline, config, run, data, overrides], start, stop, job_id,
                           [state, plot, tail], stop_result)  # fmt: skip
         return

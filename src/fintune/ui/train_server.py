@@ -21,7 +21,7 @@ import pandas as pd
 
 from fintune.errors import UsageError
 from fintune.ui.deployments import TASKS_PATH, _detail, _headers
-from fintune.ui.train import LOG_TAIL_LINES, POLL_S, loss_frame, status_markdown
+from fintune.ui.training_view import LOG_TAIL_LINES, POLL_S, loss_frame, status_markdown
 
 KINDS = {"embed": "embedding", "llm": "llm"}  # the tab's pipeline -> the service's task kind
 FINISHED = ("succeeded", "failed", "canceled", "refused")
