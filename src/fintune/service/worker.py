@@ -24,7 +24,7 @@ from fintune.artifacts import work_dir
 from fintune.config.schema import RECORDED
 from fintune.errors import FintuneError
 from fintune.service import db
-from fintune.service.methods import FineTuningMethod, TrainCall, methods
+from fintune.service.methods import FineTuningMethod, MethodResult, TrainCall, methods
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ def execute(conn: psycopg.Connection[Any], context: JobContext, task_id: int, ro
         config = method.config_class.model_validate(row["config"], context=RECORDED)
         output = root / str(task_id)
         if output.is_dir():  # written (atomically) by an attempt whose worker died before recording it
-            db.finish(conn, task_id, "succeeded", artifact_path=str(output), metrics=_recorded_metrics(output))
+            recorded = _recorded_metrics(output) or {}
+            result = MethodResult(recorded.get("before"), recorded.get("after"), recorded)
+            _finish(conn, context, row, config, output, result)  # its deployment (if asked) still happens
             return
         _drop_partial_checkpoints(work_dir(output))
         progress = _Progress(conn, task_id)
@@ -80,13 +82,20 @@ def execute(conn: psycopg.Connection[Any], context: JobContext, task_id: int, ro
     except Exception as exc:
         db.finish(conn, task_id, "failed", error=_one_line(exc))
         raise
+    _finish(conn, context, row, config, output, result)
+
+
+def _finish(
+    conn: psycopg.Connection[Any], context: JobContext, row: db.Row, config: Any, output: Path, result: MethodResult
+) -> None:
+    """Record the trained model (after its deployment, when the request asked for one)."""
     status, error, metrics = "succeeded", None, dict(result.metrics or {})
     deploy = (row["request"] or {}).get("deploy") or {}
     if deploy.get("as_blue"):
         status, error, metrics["deploy"] = _deploy(context, row, config, output, result)
     db.finish(
         conn,
-        task_id,
+        row["id"],
         status,
         error=error,
         artifact_path=str(output),

@@ -4,6 +4,7 @@ a tolerant gate lets the next one through as a switch."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def served_version(client) -> str:
     return response.headers["X-Fintune-Model-Version"]
 
 
-def test_gate_refuses_a_worse_model_and_the_live_version_keeps_serving(make_client, tiny_beir):
+def test_gate_refuses_a_worse_model_and_the_live_version_keeps_serving(make_client, tiny_beir, tmp_path):
     with make_client([tiny_beir.parent], workers=1) as client:
         first = submit(client, tiny_beir, {"max_steps": 2}, {})
         assert first["status"] == "succeeded", first["error"]
@@ -61,6 +62,17 @@ def test_gate_refuses_a_worse_model_and_the_live_version_keeps_serving(make_clie
         while served_version(client) != f"task-{tolerant['id']}":
             assert time.monotonic() < deadline, "the API still serves the previous version"
             time.sleep(0.05)
+
+        # a worker that died after writing its model but before recording it: the next attempt finds the
+        # model and still deploys it (here: the next task's folder is already there, nothing trains)
+        artefacts = tmp_path / "home" / "service" / "artifacts"
+        recovered_id = tolerant["id"] + 1
+        shutil.copytree(artefacts / str(tolerant["id"]), artefacts / str(recovered_id))
+        recovered = submit(client, tiny_beir, {"max_steps": 3}, {"tolerance": 1.0})
+        assert recovered["id"] == recovered_id and recovered["status"] == "succeeded", recovered["error"]
+        assert recovered["progress"] is None  # no training step ran
+        assert recovered["metrics"]["deploy"]["version"] == f"task-{recovered_id}"
+        assert recovered["metrics_after"] == tolerant["metrics_after"]  # the recorded model's own figures
 
 
 def test_llm_gate_scores_both_adapters_on_the_task_with_llm_evals_metric(tmp_path) -> None:
