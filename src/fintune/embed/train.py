@@ -43,6 +43,7 @@ from fintune.embed.towers import make_asymmetric, router_mapping, tower_param_gr
 from fintune.embed.wise import apply_wise, base_weights
 from fintune.errors import OutputExistsError, UsageError
 from fintune.models.device import cpu_bf16_matmul_is_faster, pick_device, pick_dtype
+from fintune.models.loading import LOAD_LOCK
 from fintune.models.resolve import resolve_model
 
 __all__ = ["EmbedSetup", "EmbedTrainResult", "prepare_training", "run_training", "save_embedder", "train_embedder"]
@@ -134,7 +135,8 @@ def prepare_training(
     config = config.model_copy(update={"output": str(output)})
     torch.manual_seed(config.seed)
     device = pick_device(use_gpu)
-    model = SentenceTransformer(str(resolve_model(config.model)), device=device)
+    with LOAD_LOCK:
+        model = SentenceTransformer(str(resolve_model(config.model)), device=device)
     if config.max_seq_length:
         model.max_seq_length = config.max_seq_length
     notes: list[str] = []

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from fintune.config.saved import read_llm_run
 from fintune.errors import FintuneError, InputNotFoundError, UsageError
 from fintune.models.device import pick_device, pick_dtype
+from fintune.models.loading import LOAD_LOCK
 from fintune.models.resolve import resolve_model
 
 if TYPE_CHECKING:
@@ -52,13 +53,14 @@ def load_causal_lm(
         if adapter is None:
             raise UsageError("give a model or an adapter")
         name = adapter_base(adapter) or ""
-    folder = str(resolve_model(name))
     device = device or pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
-    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or pick_dtype(device))
-    model = model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() with an explicit self
-    if adapter is not None:
-        model = attach_adapter(model, adapter, name)
+    with LOAD_LOCK:
+        folder = str(resolve_model(name))
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(adapter, folder))
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or pick_dtype(device))
+        model = model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() with an explicit self
+        if adapter is not None:
+            model = attach_adapter(model, adapter, name)
     model.eval()
     return model, tokenizer
 
@@ -74,7 +76,8 @@ def peft_model(model: PreTrainedModel, adapter: str | Path, base_name: str) -> P
     if not (Path(adapter) / "adapter_config.json").is_file():
         raise InputNotFoundError(f"{adapter}: not an adapter folder (no adapter_config.json)")
     try:
-        return PeftModel.from_pretrained(model, str(adapter))
+        with LOAD_LOCK:
+            return PeftModel.from_pretrained(model, str(adapter))
     except (RuntimeError, ValueError, KeyError) as exc:
         trained_on = adapter_base(adapter)
         raise AdapterMismatchError(

@@ -31,6 +31,7 @@ from fintune.llm.loss import WEIGHT_COLUMN, WeightedLossSFTTrainer
 from fintune.llm.methods import check_method_device, keep_4bit_layers_trainable, lora_config, quantization_config
 from fintune.llm.mixing import mix
 from fintune.models.device import pick_device, pick_dtype
+from fintune.models.loading import LOAD_LOCK
 from fintune.models.resolve import resolve_model
 from fintune.progress import progress_on_stderr
 
@@ -107,7 +108,8 @@ def load_base(cfg: LLMRunConfig, device: str) -> tuple[Any, PreTrainedTokenizerB
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device if device != "cuda" else 0}
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    with LOAD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if quant is None:
         model = model.to(device)  # type: ignore[arg-type]  # transformers types its wrapped .to() with an explicit self
     else:

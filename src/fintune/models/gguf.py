@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from fintune.artifacts import atomic_dir
+from fintune.models.loading import LOAD_LOCK
 from fintune.paths import fintune_home
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,15 @@ def convert_gguf(gguf_path: Path, output: Path) -> Path:
         return output
     log.info("Converting %s to a Hugging Face folder (once) at %s", gguf_path.name, output)
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    # float32 is the GGUF kernels' native dtype (fastest); the copy below casts to bf16.
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.dtype = torch.bfloat16
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with LOAD_LOCK:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        # float32 is the GGUF kernels' native dtype (fastest); the copy below casts to bf16.
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.dtype = torch.bfloat16
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     # Tied output embeddings may be absent from the state dict; anything else is a real mismatch.
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fintune.errors import UsageError
+from fintune.models.loading import LOAD_LOCK
 from fintune.models.resolve import model_key
 
 
@@ -124,7 +125,8 @@ def _attach(base: LoadedBase, adapter: str) -> Any:
         name = "default"
     else:
         model = base.model
-        model.load_adapter(adapter, adapter_name=name)
+        with LOAD_LOCK:
+            model.load_adapter(adapter, adapter_name=name)
     model.eval()
     base.adapters[adapter] = name
     return model
