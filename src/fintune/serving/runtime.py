@@ -27,7 +27,6 @@ from fintune.serving.llms import LLMPool, is_adapter
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5
-SWITCH_LOCK_PREFIX = "fintune-switch:"
 
 
 class NotFound(FintuneError, LookupError):
