@@ -77,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fe.add_argument("--run", help="the run to use from --config")
     fe.add_argument("--output", help="adapter folder (default: output in the run)")
     fe.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    fe.add_argument(
+        "--flower-app",
+        metavar="DIR",
+        help="write the run as a Flower app folder for `flwr run DIR` on a SuperLink instead of running it here",
+    )
     fe.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. rounds=3 local_steps=10 aggregation=ffa")
     fe.set_defaults(func=cmd_federate)
 
@@ -263,8 +268,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_federate(args: argparse.Namespace) -> int:
     """Exit 1 when a client failed in some round (the adapter and every round's record are still written)."""
     from fintune.cli.output import err_console
-    from fintune.federated.run import federate_from_files
+    from fintune.federated.run import federate_from_files, flower_app_from_files
 
+    if args.flower_app:
+        project = flower_app_from_files(args.config, args.run, args.overrides, args.output, args.flower_app)
+        err_console.print(f"wrote Flower app {project}; start it with: flwr run {project.parent} --stream")
+        return 0
     result = federate_from_files(args.config, args.run, args.overrides, args.output, overwrite=args.overwrite)
     err_console.print(f"saved federated adapter [bold]{result.output}[/] after {result.seconds:.0f} s")
     for failure in result.failures:

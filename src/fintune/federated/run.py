@@ -93,6 +93,24 @@ def federate_from_files(
     config: str | None, run: str | None, overrides: list[str], output: str | None, *, overwrite: bool = False
 ) -> FederatedResult:
     """`fintune llm federate`: the named run of `config` with `key=value` overrides, into `output`."""
+    cfg, folder = _resolve_run(config, run, overrides, output)
+    return federate(cfg, folder, overwrite=overwrite)
+
+
+def flower_app_from_files(
+    config: str | None, run: str | None, overrides: list[str], output: str | None, app: str | Path
+) -> Path:
+    """`fintune llm federate --flower-app APP`: the same run as a Flower app folder for the deployment
+    runtime (`flwr run APP`), whose ServerApp writes the adapter to `output` on the SuperLink's machine."""
+    from fintune.federated.deploy import write_flower_app
+
+    cfg, folder = _resolve_run(config, run, overrides, output)
+    return write_flower_app(cfg, Path(folder), app)
+
+
+def _resolve_run(
+    config: str | None, run: str | None, overrides: list[str], output: str | None
+) -> tuple[FederatedRunConfig, str]:
     from fintune.config.files import parse_overrides
     from fintune.errors import UsageError
     from fintune.federated.config import load_federated_run
@@ -101,4 +119,4 @@ def federate_from_files(
     folder = output or cfg.output
     if not folder:
         raise UsageError("give --output (or output in the run config)")
-    return federate(cfg, folder, overwrite=overwrite)
+    return cfg, folder

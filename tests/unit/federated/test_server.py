@@ -44,3 +44,18 @@ def test_flower_app_folder_carries_the_run_for_the_deployment_runtime(fed_model_
     assert back.client_llm("a").lora_skip_layers == 12 and "lora_skip_layers" not in back.llm.model_fields_set
     with pytest.raises(ValueError, match=CONFIG_KEY):
         run_config(None, _context())
+
+
+def test_cli_writes_the_shipped_run_as_a_flower_app_with_overrides_and_trains_nothing(tmp_path, capsys):
+    from fintune.cli.main import main
+
+    out, folder = tmp_path / "out", tmp_path / "app"
+    argv = ["llm", "federate", "--config", "configs/federated.yaml", "--run", "sentiment_clients",
+            "--output", str(out), "--flower-app", str(folder), "rounds=5", "aggregation=fedavg"]  # fmt: skip
+    assert main(argv) == 0
+    app = tomllib.loads((folder / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    back = run_config(None, _context(app["config"]))
+    assert (back.rounds, back.aggregation, [c.name for c in back.clients]) == (5, "fedavg", ["fpb", "tfns"])
+    assert app["config"][OUTPUT_KEY] == str(out.resolve()) and not out.exists()
+    assert capsys.readouterr().out == ""  # the hint goes to stderr
+    assert main(argv[:6] + ["--flower-app", str(folder)]) == 2  # no --output and none in the run
