@@ -3,7 +3,8 @@
 Run `sentiment_clients` of configs/federated.yaml (clients fpb and tfns, each on its own train split):
 - federated (fedavg, ffa, fedsa): `--rounds` R rounds of `--local-steps` L steps per client;
 - local-only: each client trains alone for R·L steps (the same steps and examples it trains federated);
-- centralised: both clients' data pooled, 2·R·L steps (the federation's total);
+- centralised: both clients' data pooled, 2·R·L steps (the federation's total), mixed as the records come
+  (`central`, proportional) or with each task the same share as in the federation (`central_balanced`);
 all with the run's LoRA recipe, a constant learning rate and no warmup (as a federated round trains),
 and the seed given. Every adapter is scored by `fintune llm eval --task T --limit N` on the dev split of
 each client's task (fedsa: each client's personalised adapter on its own task). Output: one JSON line
@@ -28,7 +29,7 @@ from common import machine_line
 
 CONFIG, RUN = "configs/federated.yaml", "sentiment_clients"
 TASKS = ("fpb", "tfns")
-ARMS = ("base", "local", "central", "fedavg", "ffa", "fedsa")
+ARMS = ("base", "local", "central", "central_balanced", "fedavg", "ffa", "fedsa")
 
 
 def llm_eval(adapter: Path | None, task: str, limit: int, out: Path) -> dict[str, float]:
@@ -66,7 +67,8 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
 
     folder = root / f"seed{seed}" / arm
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = federated_config(args.rounds, args.local_steps, seed, "ffa" if arm in ("base", "local", "central") else arm)
+    federated = arm in ("fedavg", "ffa", "fedsa")
+    cfg = federated_config(args.rounds, args.local_steps, seed, arm if federated else "ffa")
     budget = args.rounds * args.local_steps
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -80,10 +82,13 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
             if not (adapter / "adapter_config.json").is_file():
                 train_llm(constant(cfg.client_llm(client.name), budget), adapter, overwrite=True)
             scored[client.task] = llm_eval(adapter, client.task, args.limit, folder / f"{client.task}.json")
-    elif arm == "central":
+    elif arm.startswith("central"):
+        # proportional: the pooled records as they come (72% tfns); balanced: each client's task the same
+        # share, as in the federation, where every client trains the same steps
         adapter = folder / "adapter"
+        mixing = "balanced" if arm == "central_balanced" else "proportional"
         pooled = constant(cfg.client_llm(cfg.clients[0].name), budget * len(cfg.clients), task=None,
-                          tasks=[c.task for c in cfg.clients], mixing="proportional")  # fmt: skip
+                          tasks=[c.task for c in cfg.clients], mixing=mixing)  # fmt: skip
         if not (adapter / "adapter_config.json").is_file():
             train_llm(pooled, adapter, overwrite=True)
         scored = {t: llm_eval(adapter, t, args.limit, folder / f"{t}.json") for t in TASKS}

@@ -92,7 +92,8 @@ def train_message(cfg: FederatedRunConfig, msg: Message, context: Context) -> Me
     start = am.init if kept is None else from_record(kept)  # a client's first round starts from the seeded init
     local.set_arrays(am.model, start | received)
     local.freeze_a(am.model, cfg.aggregation == "ffa")
-    result = local.train_round(am, llm, data.train, server_round, cfg.local_steps, cfg.proximal_mu)
+    steps = cfg.round_steps(len(data.train))
+    result = local.train_round(am, llm, data.train, server_round, steps, cfg.proximal_mu)
     arrays = local.get_arrays(am.model)
     context.state.array_records[STATE_KEY] = to_record(arrays)
     sent = {n: arrays[n] for n in shared_names(list(arrays), cfg.aggregation)}

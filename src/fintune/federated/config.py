@@ -7,6 +7,7 @@ embed/llm pipeline table. The LoRA settings are an `llm:` LLMRunConfig, not a co
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,9 @@ class FederatedRunConfig(BaseModel):
     clients: list[ClientSpec] = Field(min_length=1, description="the clients, each with its own data")
     rounds: int = Field(3, ge=1, description="federated rounds")
     local_steps: int = Field(10, ge=1, description="optimizer steps each client trains per round")
+    local_epochs: float | None = Field(
+        None, gt=0, description="passes over its own data each client trains per round; when set, replaces local_steps"
+    )
     fraction: float = Field(1.0, gt=0, le=1, description="fraction of the clients sampled per round")
     aggregation: Aggregation = Field("ffa", description="fedavg (A, B averaged), ffa (A frozen), fedsa (A only)")
     proximal_mu: float = Field(0.0, ge=0, description="FedProx: weight of (mu/2)·‖w − w_global‖² in the local loss")
@@ -83,6 +87,13 @@ class FederatedRunConfig(BaseModel):
         if problems:
             raise ValueError(CONTRADICTION_SEP.join(problems))
         return self
+
+    def round_steps(self, examples: int) -> int:
+        """Optimizer steps a client with `examples` training records trains per round."""
+        if self.local_epochs is None:
+            return self.local_steps
+        per_step = self.llm.batch_size * self.llm.gradient_accumulation_steps
+        return max(1, math.ceil(self.local_epochs * examples / per_step))
 
     def client(self, name: str) -> ClientSpec:
         for c in self.clients:

@@ -72,3 +72,10 @@ def test_proximal_term_adds_half_mu_times_squared_distance(fed_model_dir, client
             param.sub_(0.1)
     # 4/2 * (0.1² per entry) over the moved tensor
     assert losses[4.0] - losses[0.0] == pytest.approx(2.0 * 0.01 * param.numel(), rel=1e-3)
+
+
+def test_local_epochs_sets_each_clients_steps_from_its_own_data(fed_model_dir, client_files):
+    cfg = make_cfg(fed_model_dir, client_files, "ffa", local_epochs=0.5)  # 24 records, batch 4: 3 steps
+    init = local.get_arrays(local.adapter_model(cfg.client_llm("a")).model)
+    reply, _ = _round(cfg, init)
+    assert reply.content.metric_records[METRICS]["num-examples"] == 3 * 4  # not local_steps (2) x 4

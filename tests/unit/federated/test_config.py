@@ -9,7 +9,7 @@ import pytest
 from fintune.cli.main import main
 from fintune.config.files import ConfigError
 from fintune.federated import run as fed_run
-from fintune.federated.config import load_federated_run
+from fintune.federated.config import FederatedRunConfig, load_federated_run
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "configs" / "federated.yaml"
@@ -67,3 +67,11 @@ def test_cli_federate_passes_run_and_overrides(monkeypatch, tmp_path):
     assert code == 0
     assert (seen["cfg"].rounds, seen["cfg"].local_steps, seen["cfg"].aggregation) == (2, 3, "fedavg")
     assert seen["output"] == str(out)
+
+
+def test_round_steps_follow_local_epochs_when_set():
+    body = {"llm": {"batch_size": 4, "gradient_accumulation_steps": 2}, "clients": [{"name": "a", "task": "fpb"}]}
+    cfg = FederatedRunConfig.model_validate(body | {"local_steps": 7})
+    assert [cfg.round_steps(n) for n in (1, 100)] == [7, 7]
+    cfg = FederatedRunConfig.model_validate(body | {"local_steps": 7, "local_epochs": 1.5})
+    assert [cfg.round_steps(n) for n in (1, 16, 17, 100)] == [1, 3, 4, 19]  # ceil(1.5 n / 8), at least 1

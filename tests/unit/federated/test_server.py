@@ -58,4 +58,4 @@ def test_cli_writes_the_shipped_run_as_a_flower_app_with_overrides_and_trains_no
     assert (back.rounds, back.aggregation, [c.name for c in back.clients]) == (5, "fedavg", ["fpb", "tfns"])
     assert app["config"][OUTPUT_KEY] == str(out.resolve()) and not out.exists()
     assert capsys.readouterr().out == ""  # the hint goes to stderr
-    assert main(argv[:6] + ["--flower-app", str(folder)]) == 2  # no --output and none in the run
+    assert main([*argv[:6], "--flower-app", str(folder)]) == 2  # no --output and none in the run
