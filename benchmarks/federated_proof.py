@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,9 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
         adapter = folder / "adapter"
         if not (adapter / "adapter_config.json").is_file():
             result = federate(cfg, adapter, overwrite=True)
+            if result.failures:  # an adapter no client trained is the base model: never score it as the arm
+                shutil.rmtree(adapter)
+                raise SystemExit(f"{arm} seed {seed}: clients failed: {result.failures[0]['error']}")
             extra = {"bytes_per_round": _bytes(result.document), "federate_seconds": round(result.seconds, 1)}
         if arm == "fedsa":
             scored = {c.task: llm_eval(adapter / "clients" / c.name, c.task, args.limit, folder / f"{c.task}.json")
