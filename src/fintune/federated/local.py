@@ -113,10 +113,16 @@ class ProximalSFTTrainer(FastSFTTrainer):
         return (loss, out[1]) if return_outputs else loss
 
 
-def round_slice(dataset: Dataset, server_round: int, size: int) -> Dataset:
-    """The next `size` examples of the client's data for this round, wrapping around: rounds see new data."""
+def round_slice(dataset: Dataset, server_round: int, size: int, seed: int) -> Dataset:
+    """The next `size` examples of the client's data for this round, wrapping around: rounds see new data.
+
+    Slices follow one seeded shuffle of the file, not its order: shared files are often sorted (FPB's
+    first 192 training records hold one negative, TFNS's none neutral), and a round on a sorted slice
+    learns one label. `train_llm` (local-only, centralised) samples at random the same way.
+    """
+    order = np.random.default_rng(seed).permutation(len(dataset))
     start = (server_round - 1) * size
-    return dataset.select([(start + i) % len(dataset) for i in range(size)])
+    return dataset.select([int(order[(start + i) % len(dataset)]) for i in range(size)])
 
 
 @dataclass
@@ -137,7 +143,7 @@ def train_round(
 ) -> RoundResult:
     """`local_steps` optimizer steps of the recipe on this round's slice of the client's examples."""
     size = local_steps * llm.batch_size * llm.gradient_accumulation_steps
-    data = round_slice(dataset, server_round, size)
+    data = round_slice(dataset, server_round, size, llm.seed)
     with tempfile.TemporaryDirectory(prefix="fintune-fed-") as work:
         trainer = ProximalSFTTrainer(
             model=am.model,
