@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _model_args(ev)
     ev.add_argument("--task", required=True, choices=sorted(TASKS))
     ev.add_argument("--data", help="records file (default: the task's dev split, else train)")
-    ev.add_argument("--limit", type=int, help="score only the first N records")
+    ev.add_argument("--limit", type=int, help="score N records, a seeded random sample in file order")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--skip-invalid", action="store_true", help="skip and count bad records instead of failing")
     ev.add_argument("--output", help="write the metrics as JSON here")
@@ -143,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from fintune.data.tasks import get_task
-    from fintune.llm.data import evaluation_examples, task_examples
+    from fintune.llm.data import evaluation_examples, sample_examples, task_examples
     from fintune.llm.evaluate import evaluate_examples
     from fintune.llm.inference import inference_settings
 
@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         examples = evaluation_examples(task, None, settings.run.seed, settings.run.eval_limit)
         console.print(f"scoring {len(examples.examples)} examples from {examples.source}")
-    chosen = examples.examples[: args.limit] if args.limit else examples.examples
+    chosen = sample_examples(examples.examples, args.limit, settings.run.seed)  # a seeded sample, not the head
     if head == "generate":
         result = evaluate_examples(
             model, tokenizer, chosen, examples.family, args.batch_size, settings.system_prompt, settings.max_length
@@ -185,7 +185,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if task.family == "regression":
         from fintune.llm.regression import baselines_for
 
-        extra["baselines"] = baselines_for(task, args.data, args.limit)
+        extra["baselines"] = baselines_for(task, args.data, args.limit, settings.run.seed)
     for key, value in result.metrics.items():
         console.print(f"{key:>20}  {fmt(value)}")
     for group, scores in extra.items():

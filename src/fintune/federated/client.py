@@ -34,6 +34,7 @@ from fintune.federated.records import (
     run_config,
     to_record,
 )
+from fintune.llm.data import sample_examples
 from fintune.llm.prompts import Example
 from fintune.llm.train import encode_all, load_train_data
 
@@ -116,7 +117,7 @@ def train_message(cfg: FederatedRunConfig, msg: Message, context: Context) -> Me
 
 
 def _validate(cfg: FederatedRunConfig, am: local.AdapterModel, data: ClientData) -> MetricRecord:
-    examples = data.validation[: cfg.eval_limit]
+    examples = sample_examples(data.validation, cfg.eval_limit, cfg.llm.seed)  # the server's sample of the same file
     return MetricRecord(local.score_examples(am, cfg.llm, examples, data.family) if examples else {})  # type: ignore[arg-type]
 
 

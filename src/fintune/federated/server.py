@@ -27,7 +27,7 @@ from fintune.federated import local
 from fintune.federated.config import FederatedRunConfig
 from fintune.federated.records import from_record, run_config, to_record
 from fintune.federated.strategy import LoraStrategy, identify_nodes
-from fintune.llm.data import evaluation_examples, file_examples
+from fintune.llm.data import evaluation_examples, file_examples, sample_examples
 from fintune.llm.prompts import Example
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def validation_sets(cfg: FederatedRunConfig) -> ValidationSets:
         else:
             log.warning("client %s: no task and no eval_data, so no server-side validation", spec.name)
             continue
-        out[spec.name] = (chosen.source, chosen.examples[: cfg.eval_limit], chosen.family)
+        out[spec.name] = (chosen.source, sample_examples(chosen.examples, cfg.eval_limit, cfg.llm.seed), chosen.family)
     return out
 
 

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fintune.config.schema import LLMRunConfig
 from fintune.data.beir import is_beir_folder, load_beir, splits_of
@@ -39,6 +39,9 @@ class TrainingSets:
     train: dict[str, ExampleSet]  # per task ("data" for a generic file), validation slices removed
     validation: dict[str, list[Example]]  # per task
     notes: list[str]
+
+
+T = TypeVar("T")
 
 
 def llm_family(task: FinancialTask) -> str:
@@ -161,6 +164,18 @@ def evaluation_examples(task: FinancialTask | str, path: str | Path | None, seed
     full = task_examples(task, None, "train")
     _, held = holdout(full.examples, HOLDOUT_FRACTION, limit, seed)
     return ExampleSet(full.name, full.family, held, len(held), f"{full.source} (held-out {len(held)}, seed {seed})")
+
+
+def sample_examples(examples: list[T], limit: int | None, seed: int) -> list[T]:
+    """`limit` examples drawn at random (seeded), kept in file order; all of them without a limit.
+
+    Never the first `limit`: shared dev files are often sorted by label (FPB's first 100 dev records
+    hold 2 negatives, TFNS's first 16 are 15 bearish), so a head is a biased sample.
+    """
+    if not limit or limit >= len(examples):
+        return list(examples)
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in chosen]
 
 
 def holdout(

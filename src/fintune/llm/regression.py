@@ -69,10 +69,13 @@ def regression_baselines(
 
 
 def baselines_for(
-    task: FinancialTask, scored_path: str | Path | None = None, limit: int | None = None
+    task: FinancialTask, scored_path: str | Path | None = None, limit: int | None = None, seed: int = 0
 ) -> dict[str, dict[str, float]]:
-    """Baselines of a regression task on its dev split (or the scored file, its first `limit` records),
-    fitted on its train split."""
+    """Baselines of a regression task on its dev split (or the scored file), on the records `llm eval
+    --limit` scores (the same seeded sample), fitted on its train split."""
+    from fintune.llm.data import sample_examples
+
     train = load_records(task.path("train"), task=task).rows
-    scored = load_records(scored_path or task.path("dev"), task=task, skip_invalid=True).rows[:limit]
+    rows = load_records(scored_path or task.path("dev"), task=task, skip_invalid=True).rows
+    scored = sample_examples(rows, limit, seed)
     return regression_baselines(task, train, scored)

@@ -25,7 +25,7 @@ from fintune.config.saved import write_run
 from fintune.config.schema import LLMRunConfig
 from fintune.errors import OutputExistsError, UsageError
 from fintune.llm import fast
-from fintune.llm.data import ExampleSet, training_sets
+from fintune.llm.data import ExampleSet, sample_examples, training_sets
 from fintune.llm.encode import encode_example
 from fintune.llm.loss import WEIGHT_COLUMN, WeightedLossSFTTrainer
 from fintune.llm.methods import check_method_device, keep_4bit_layers_trainable, lora_config, quantization_config
@@ -73,7 +73,7 @@ def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainDa
     if cfg.max_train_examples:
         train = train[: cfg.max_train_examples]
     limit = DEBUG_EVAL if cfg.debug else cfg.eval_limit
-    evals = {name: ex[:limit] if limit else ex for name, ex in evals.items()}
+    evals = {name: sample_examples(ex, limit, cfg.seed) for name, ex in evals.items()}
     return LLMTrainData(train, evals, sets, notes)
 
 

@@ -88,7 +88,7 @@ def deploy(call: DeployCall) -> dict[str, Any]:
 def _llm_gate(call: DeployCall, live: Any) -> dict[str, Any]:
     """Both adapters (or the live base) answer the task's validation examples; the task's metric decides."""
     from fintune.data.tasks import get_task
-    from fintune.llm.data import evaluation_examples, llm_family
+    from fintune.llm.data import evaluation_examples, llm_family, sample_examples
     from fintune.llm.evaluate import evaluate_examples
     from fintune.llm.inference import load_for_inference
 
@@ -100,7 +100,8 @@ def _llm_gate(call: DeployCall, live: Any) -> dict[str, Any]:
     if metric is None:
         raise DeployRefused(f"deploy: no gate metric for '{family}' tasks", {"deployed": False})
     limit = min(config.eval_limit or LLM_GATE_EXAMPLES, LLM_GATE_EXAMPLES)
-    examples = evaluation_examples(config.task, config.eval_path, config.seed, limit).examples[:limit]
+    chosen = evaluation_examples(config.task, config.eval_path, config.seed, limit)
+    examples = sample_examples(chosen.examples, limit, config.seed)
 
     def score(model: str | None, adapter: str | None) -> float:
         lm, tokenizer, settings = load_for_inference(model, adapter)

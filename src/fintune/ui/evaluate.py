@@ -228,7 +228,7 @@ def build_tab() -> None:
             llm_task = gr.Dropdown(sorted(TASKS), value="fpb", label="task")
         with gr.Row():
             llm_data = gr.Textbox(label="records file (empty: the task's dev split)")
-            llm_limit = gr.Number(50, precision=0, label="first N records (0: all)")
+            llm_limit = gr.Number(50, precision=0, label="N records, a seeded sample (0: all)")
             llm_run = gr.Button("Run llm eval")
         predictions = gr.File(label="or load: llm eval --predictions JSONL", type="filepath")
         matrix = gr.Dataframe(label="confusion matrix: gold (rows) x predicted (columns)")

@@ -80,3 +80,15 @@ def test_a_data_file_with_several_tasks_is_refused():
         LLMRunConfig(tasks=["fpb", "tfns"], dataset_path="mine.jsonl")
     with pytest.raises(ConfigError, match="dataset_path"):
         config_from("llm train --data mine.jsonl tasks=[fpb,tfns]")
+
+
+def test_a_limit_is_a_seeded_sample_in_file_order_not_the_head_of_a_sorted_file():
+    from fintune.llm.data import sample_examples
+
+    rows = ["positive"] * 50 + ["neutral"] * 50 + ["negative"] * 50  # sorted, like the shared dev files
+    picked = sample_examples(list(enumerate(rows)), 30, seed=0)
+    assert len(picked) == 30 and {label for _, label in picked} == {"positive", "neutral", "negative"}
+    assert [i for i, _ in picked] == sorted(i for i, _ in picked)  # file order kept
+    assert picked == sample_examples(list(enumerate(rows)), 30, seed=0)  # the seed's sample, every time
+    assert picked != sample_examples(list(enumerate(rows)), 30, seed=1)
+    assert sample_examples(rows, None, 0) == rows and sample_examples(rows, 500, 0) == rows
