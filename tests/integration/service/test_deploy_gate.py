@@ -79,7 +79,7 @@ def test_llm_gate_scores_both_adapters_on_the_task_with_llm_evals_metric(tmp_pat
     """The LLM gate's two figures are `llm eval`'s weighted F1 of each model on the task's validation
     examples (a tiny random model on the real fpb dev split: mechanics, not quality)."""
     from fintune.config.schema import LLMRunConfig
-    from fintune.llm.data import evaluation_examples
+    from fintune.llm.data import evaluation_examples, sample_examples
     from fintune.llm.evaluate import evaluate_examples
     from fintune.llm.inference import load_for_inference
     from fintune.service.deploy import DeployCall, DeployRefused, _llm_gate
@@ -95,7 +95,7 @@ def test_llm_gate_scores_both_adapters_on_the_task_with_llm_evals_metric(tmp_pat
     live = Version("fpb-llm", "v1", str(base), None, None, {}, "ready")
 
     def f1(model: str | None, adapter_dir: str | None) -> float:
-        examples = evaluation_examples("fpb", None, config.seed, 8).examples[:8]
+        examples = sample_examples(evaluation_examples("fpb", None, config.seed, 8).examples, 8, config.seed)
         lm, tokenizer, settings = load_for_inference(model, adapter_dir)
         scored = evaluate_examples(lm, tokenizer, examples, "classification", system_prompt=settings.system_prompt,
                                    max_length=settings.max_length, progress=False)  # fmt: skip
