@@ -57,11 +57,13 @@ def tuned_retrieval(output: str = "runs/demo-minilm", model: str = "minilm"):
 def baseline_classification(
     model: str = "smollm2", task_name: str = "fpb", split: str = "dev", limit: int | None = None
 ) -> DemoRow:
+    from fintune.llm.data import sample_examples
     from fintune.llm.evaluate import evaluate_generation
     from fintune.llm.model import load_causal_lm
 
     task = get_task(task_name)
-    rows = load_records(task.path(split), task=task).rows[:limit]
+    # a seeded sample, not the head: the shared dev files are sorted by label
+    rows = sample_examples(load_records(task.path(split), task=task).rows, limit, LLMRunConfig().seed)
     lm, tokenizer = load_causal_lm(model)
     # the same prompt (system prompt included) that the tuned model sees, so the rows compare
     result = evaluate_generation(lm, tokenizer, task, rows, system_prompt=LLMRunConfig().system_prompt)
@@ -73,6 +75,7 @@ def tuned_classification(
 ) -> tuple[DemoRow, float]:
     """LoRA with the default recipe on the task's train split; the adapter scored on dev. Returns the
     row and the training seconds."""
+    from fintune.llm.data import sample_examples
     from fintune.llm.evaluate import evaluate_generation
     from fintune.llm.model import load_causal_lm
     from fintune.llm.train import train_llm
@@ -80,13 +83,21 @@ def tuned_classification(
     config = LLMRunConfig(task=task_name)
     result = train_llm(config, output, overwrite=True)
     task = get_task(task_name)
-    rows = load_records(task.path("dev"), task=task).rows[:limit]
+    rows = sample_examples(load_records(task.path("dev"), task=task).rows, limit, config.seed)
     lm, tokenizer = load_causal_lm(adapter=output)
     scored = evaluate_generation(lm, tokenizer, task, rows, system_prompt=config.system_prompt)
     row = DemoRow(
         f"smollm2 + LoRA ({output})", f"{task.name} dev (tuned)", {k: scored.metrics[k] for k in CLASSIFICATION_KEYS}
     )
     return row, result.train_seconds
+
+
+def train_rag_adapter(output: str = "runs/demo-rag-adapter") -> float:
+    """The answering adapter with the rag_10k task's recipe (`fintune llm train --task rag_10k`); returns
+    the training seconds."""
+    from fintune.llm.train import train_llm
+
+    return train_llm(LLMRunConfig(task="rag_10k"), output, overwrite=True).train_seconds
 
 
 @dataclass
@@ -96,13 +107,19 @@ class RagDemo:
     question: str
     judged: list[str]
     hits: list
-    answer: object  # fintune.retrieval.ask.Answer
+    answer: object  # fintune.retrieval.ask.Answer of SmolLM2 (with the adapter when given)
+    extractive: object  # the extractive baseline's Answer on the same passages
+    adapter: str | None
 
 
-def rag_demo(model: str, store_dir: str = "runs/demo-store", collection: str = "tenk") -> RagDemo:
+def rag_demo(
+    model: str, store_dir: str = "runs/demo-store", collection: str = "tenk", adapter: str | None = None
+) -> RagDemo:
     """The tuned model, exported to int8 ONNX, indexes the whole 10-K corpus in the embedded store;
-    one dev question is searched and answered by SmolLM2 from the retrieved passages."""
+    one dev question is searched and answered from the retrieved passages by SmolLM2 (with the answering
+    adapter when given) and by the extractive baseline that an LLM answer must beat."""
     from fintune.embed.export import export_onnx
+    from fintune.rag.extractive import extractive_answer
     from fintune.retrieval.ask import Answerer
     from fintune.retrieval.corpus import read_corpus
     from fintune.retrieval.index import index_corpus
@@ -120,7 +137,8 @@ def rag_demo(model: str, store_dir: str = "runs/demo-store", collection: str = "
         qid = next(iter(dev.queries))
         searcher = open_collection(store, collection)
         hits = searcher.search([dev.queries[qid]], k=5)[0]
-        answer = Answerer(searcher).ask(dev.queries[qid])
+        answer = Answerer(searcher, adapter=adapter).ask(dev.queries[qid])
+        extractive = extractive_answer(dev.queries[qid], answer.passages)
     finally:
         store.close()
-    return RagDemo(export, result, dev.queries[qid], list(dev.qrels[qid]), hits, answer)
+    return RagDemo(export, result, dev.queries[qid], list(dev.qrels[qid]), hits, answer, extractive, adapter)

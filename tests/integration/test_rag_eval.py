@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from fintune.cli.main import main
 from fintune.data.beir import load_beir
 from fintune.data.tasks import get_task
+from fintune.rag import task as rag_task
 from fintune.retrieval.corpus import read_corpus
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.stores.embedded import EmbeddedStore
@@ -84,3 +86,58 @@ def test_questions_of_another_corpus_are_refused(tiny_rag, tmp_path, capsys):
     args = ["rag", "eval", "--store", store, "--collection", "tenk", "--queries", queries, "--no-llm"]
     assert main([str(a) for a in args]) == 2
     assert "holds none of the 1 passages judged" in capsys.readouterr().err
+
+
+def test_limit_scores_a_seeded_sample_not_the_first_questions(tiny_rag, tmp_path):
+    """The shared queries are grouped by company, so `--limit` draws a seeded sample, kept in file order."""
+    store, beir = tiny_rag
+    ids = [json.loads(line)["_id"] for line in (beir / "queries.jsonl").read_text().splitlines()]
+    picked = {}
+    for seed in (0, 1, 2, 3):
+        preds = tmp_path / f"p{seed}.jsonl"
+        args = ["rag", "eval", "--store", store, "--collection", "tenk", "--queries", beir, "--no-llm"]
+        args += [
+            "--limit",
+            "2",
+            "--seed",
+            str(seed),
+            "--no-bertscore",
+            "--predictions",
+            preds,
+            "--output",
+            tmp_path / "m",
+        ]
+        assert main([str(a) for a in args]) == 0
+        picked[seed] = [json.loads(line)["query_id"] for line in preds.read_text().splitlines()]
+        assert len(picked[seed]) == 2 and picked[seed] == sorted(picked[seed], key=ids.index)  # file order
+    assert len({tuple(p) for p in picked.values()}) > 1  # the seed draws; a head would be the same every time
+
+
+def test_answering_adapter_trains_on_rag_prompts_and_is_scored_beside_the_baselines(tiny_rag, tmp_path, monkeypatch):
+    """`llm train --task rag_10k` on a BEIR folder (its own small index) and `rag eval --adapter`: the
+    adapter is the answerer, both baselines are kept, every question is scored by all three."""
+    store, beir = tiny_rag
+    data = tmp_path / "beir"
+    shutil.copytree(beir, data)
+    shutil.copy(data / "qrels" / "dev.tsv", data / "qrels" / "train.tsv")  # the 5 questions as a train split
+    monkeypatch.setattr(rag_task, "index_folder", lambda folder: tmp_path / "task-index")  # not the user's cache
+    adapter = tmp_path / "adapter"
+    train = ["llm", "train", "--task", "rag_10k", "--data", data, "--output", adapter]
+    train += ["--max-steps", "2", "--batch-size", "2", "--eval-limit", "1"]
+    assert main([str(a) for a in train]) == 0
+    assert (tmp_path / "task-index" / "retrieved_train.json").is_file()  # prompts came from a real index
+    out, preds = tmp_path / "m.json", tmp_path / "p.jsonl"
+    args = ["rag", "eval", "--store", store, "--collection", "tenk", "--queries", beir, "--adapter", adapter]
+    args += ["-k", "2", "--no-bertscore", "--max-new-tokens", "8", "--output", out, "--predictions", preds]
+    assert main([str(a) for a in args]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["answerer"] == "adapter" and metrics["adapter"] == str(adapter)
+    assert set(metrics["baselines"]) == {"extractive", "base"} and all(key in metrics for key in KEYS)
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    by_answerer = {name: sorted(r["query_id"] for r in rows if r["answerer"] == name) for name in metrics["baselines"]}
+    assert (
+        by_answerer["extractive"]
+        == by_answerer["base"]
+        == sorted(r["query_id"] for r in rows if r["answerer"] == "adapter")
+    )
+    assert len(by_answerer["base"]) == 5

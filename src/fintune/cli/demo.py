@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from rich.table import Table
 
@@ -12,11 +13,17 @@ from fintune.cli.output import console, fmt
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="base vs fine-tuned defaults on the shared dev splits")
-    demo.add_argument("--fpb-limit", type=int, help="score only the first N fpb dev sentences")
+    demo.add_argument("--fpb-limit", type=int, help="score a seeded sample of N fpb dev sentences")
     demo.add_argument("--skip-training", action="store_true", help="only score the defaults as they are")
     demo.add_argument("--output", default="runs/demo-minilm", help="where the tuned embedding model goes")
     demo.add_argument("--llm-output", default="runs/demo-smollm2-fpb", help="where the fpb LoRA adapter goes")
     demo.add_argument("--store", default="runs/demo-store", help="embedded vector store for the search + answer step")
+    demo.add_argument(
+        "--rag-adapter",
+        default="runs/demo-rag-adapter",
+        help="answering adapter (`fintune llm train --task rag_10k`): trained here unless it exists or "
+        "--skip-training is given; the answer step uses it when it exists",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -26,6 +33,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         baseline_retrieval,
         rag_demo,
         retrieval_row,
+        train_rag_adapter,
         tuned_classification,
         tuned_retrieval,
     )
@@ -64,7 +72,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"tuned model: {result.output}")
     if lora_seconds is not None:
         console.print(f"fpb LoRA adapter ({args.llm_output}) trained in {lora_seconds:.0f} s")
-    _print_rag(rag_demo("minilm" if tuned is None else str(tuned[0].output), args.store))
+    adapter = Path(args.rag_adapter)
+    if not args.skip_training and not adapter.exists():
+        seconds = train_rag_adapter(str(adapter))
+        console.print(f"answering adapter ({adapter}, the rag_10k task's recipe) trained in {seconds:.0f} s")
+    answering = str(adapter) if adapter.exists() else None
+    _print_rag(rag_demo("minilm" if tuned is None else str(tuned[0].output), args.store, adapter=answering))
     console.print(f"demo took {time.perf_counter() - start:.0f} s")
     return 0
 
@@ -79,8 +92,10 @@ def _print_rag(demo) -> None:
     for rank, hit in enumerate(demo.hits, 1):
         mark = "  <- judged relevant" if hit.id in demo.judged else ""
         console.print(f"  {rank}. {hit.id} ({hit.score:.3f}) {hit.text[:90]}{mark}", highlight=False)
+    console.print(f"answer (extractive baseline): {demo.extractive.answer}", highlight=False)
     answer = demo.answer
-    console.print(f"answer (smollm2): {answer.answer}", highlight=False)
+    who = f"smollm2 + {demo.adapter}" if demo.adapter else "smollm2, no answering adapter"
+    console.print(f"answer ({who}): {answer.answer}", highlight=False)
     if answer.citations:
         how = "attributed by word overlap" if answer.attributed else "cited by the model"
         console.print(f"sources ({how}): {', '.join(answer.citations)}")

@@ -43,17 +43,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--refusal-share", type=float, default=REFUSAL_SHARE, help="share of questions withheld")
     ev.add_argument("--seed", type=int, default=SEED, help="seed of the withheld questions")
     ev.add_argument("--min-score", type=float, help="LLM answerers: below this best cosine, no answer (0.3)")
+    ev.add_argument("--refusal-probability", type=float, help="LLM answerers refuse when refusing is this likely (0.5)")
     ev.add_argument("--max-new-tokens", type=int, default=96)
     ev.add_argument("--hybrid", action="store_true", help="fuse keyword and vector search (default weights)")
     ev.add_argument("--no-llm", action="store_true", help="the extractive baseline only (fast)")
     ev.add_argument("--no-bertscore", action="store_true", help="skip BERTScore (local MiniLM)")
-    ev.add_argument("--limit", type=int, help="only the first N questions")
+    ev.add_argument("--limit", type=int, help="a seeded sample of N questions (--seed), not the first N")
     ev.add_argument("--output", help="metrics JSON (default: standard output)")
     ev.add_argument("--predictions", help="JSONL: one row per question per answerer")
     ev.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from fintune.llm.data import sample_examples
     from fintune.rag.evaluate import (
         RagSettings,
         check_collection,
@@ -63,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         read_questions,
         report,
     )
-    from fintune.retrieval.ask import MIN_SCORE
+    from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY
     from fintune.retrieval.hybrid import HybridSettings
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
@@ -77,12 +79,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         refusal_share=args.refusal_share,
         seed=args.seed,
         min_score=MIN_SCORE if args.min_score is None else args.min_score,
+        refusal_probability=REFUSAL_PROBABILITY if args.refusal_probability is None else args.refusal_probability,
         max_new_tokens=args.max_new_tokens,
         bertscore_encoder=None if args.no_bertscore else "minilm",
         hybrid=HybridSettings() if args.hybrid else None,
     )
     questions, source = read_questions(args.queries, args.split)
-    questions = questions[: args.limit] if args.limit else questions
+    # the shared queries are grouped by company: a head would score a few filers only
+    questions = sample_examples(questions, args.limit, args.seed)
     store = open_store(args.store)
     try:
         searcher = open_collection(store, args.collection, args.model)

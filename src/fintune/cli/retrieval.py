@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ak.add_argument("--adapter", help="LoRA adapter folder for the LLM")
     ak.add_argument("-k", type=int, default=4, help="passages given to the LLM")
     ak.add_argument("--min-score", type=float, default=None, help="below this best cosine: no answer (0.3)")
+    ak.add_argument(
+        "--refusal-probability", type=float, default=None, help="refuse when the LLM's refusal is this likely (0.5)"
+    )
     ak.add_argument("--filter", action="append", default=[], metavar="key=value")
     hybrid_args(ak)
     ak.add_argument("--json", action="store_true")
@@ -201,7 +204,7 @@ def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from fintune.retrieval.ask import MIN_SCORE, Answerer
+    from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answerer
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
 
@@ -216,6 +219,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             k=args.k,
             min_score=args.min_score or MIN_SCORE,
             hybrid=hybrid,
+            refusal_probability=REFUSAL_PROBABILITY if args.refusal_probability is None else args.refusal_probability,
         )
         answer = answerer.ask(args.question, parse_filters(args.filter))
     finally:

@@ -47,6 +47,9 @@ class FinancialTask:
     source: str = ""
     target_field: str | None = None  # the number a regression task predicts
     parts: tuple[str, ...] = ()  # a task built from other tasks' data (mapped onto its fields), scored per part
+    # LLM run settings this task trains with unless the run sets them (or, for max_steps, sets num_epochs):
+    # a task whose examples cost ten times the default's needs its own budget (see fintune.llm.train.task_recipe)
+    recipe: tuple[tuple[str, Any], ...] = ()
 
     def path(self, split: str = "train", root: Path | None = None) -> Path:
         """The task's file for `split` (or its BEIR folder)."""
@@ -217,6 +220,9 @@ TASKS: dict[str, FinancialTask] = {
             ("train", "dev"),
             (),
             layout="beir",
+            # four passages make prompts ~350 tokens: 36 s a step of 16 on 2 cores, so a budget in steps
+            # rather than an epoch (310 steps, 3 hours); see README "Answers from retrieved passages"
+            recipe=(("max_steps", 100), ("eval_limit", 32), ("save_steps", 20)),
         ),
     )
 }

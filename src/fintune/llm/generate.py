@@ -36,9 +36,11 @@ def generate_batched(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     progress: bool = True,
+    banned: list[list[int]] | None = None,
 ) -> Generations:
     """Answers for tokenised prompts, in order. Prompts are sorted by length so that each batch pads
-    little; left padding keeps every answer starting right after its prompt."""
+    little; left padding keeps every answer starting right after its prompt. `banned`: token sequences
+    the answers may not contain (transformers' bad_words_ids)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = stop_token_ids(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -62,6 +64,7 @@ def generate_batched(
                 do_sample=False,
                 pad_token_id=pad_id,
                 eos_token_id=stops,
+                bad_words_ids=banned or None,
             )
         result.batch_seconds.append(time.perf_counter() - start)
         new = out[:, width:].cpu()
@@ -75,6 +78,15 @@ def generate_batched(
         bar.update(len(batch))
     bar.close()
     return result
+
+
+def continuation_probability(model: PreTrainedModel, prompt: list[int], continuation: list[int]) -> float:
+    """P(continuation | prompt) under the model: the product of its tokens' probabilities, one forward pass."""
+    ids = torch.tensor([prompt + continuation], device=model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+    wanted = torch.tensor(continuation, device=logits.device)[:, None]
+    return float(torch.log_softmax(logits, -1).gather(1, wanted).sum().exp())
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -40,7 +40,7 @@ from fintune.llm.encode import encode_prompt
 from fintune.llm.evaluate import SCORERS, GenerationEval, score_by_source
 from fintune.llm.methods import lora_config
 from fintune.llm.prompts import Example
-from fintune.llm.train import LLMTrainResult, load_train_data, trainer_args
+from fintune.llm.train import LLMTrainResult, load_train_data, task_recipe, trainer_args
 from fintune.models.device import pick_device, pick_dtype
 from fintune.models.resolve import resolve_model
 from fintune.progress import progress_on_stderr
@@ -153,6 +153,7 @@ def train_head(
     """Train LoRA + head on one task and save the adapter folder."""
     from peft import get_peft_model
 
+    cfg = task_recipe(cfg)
     output = Path(output)
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} already exists; choose another output or pass --overwrite")

@@ -23,6 +23,7 @@ from trl import SFTConfig, SFTTrainer
 from fintune.artifacts import atomic_dir, last_checkpoint, work_dir
 from fintune.config.saved import write_run
 from fintune.config.schema import LLMRunConfig
+from fintune.data.tasks import get_task
 from fintune.errors import OutputExistsError, UsageError
 from fintune.llm import fast
 from fintune.llm.data import ExampleSet, sample_examples, training_sets
@@ -117,6 +118,22 @@ def load_base(cfg: LLMRunConfig, device: str) -> tuple[Any, PreTrainedTokenizerB
     return model, tokenizer, dtype
 
 
+def task_recipe(cfg: LLMRunConfig) -> LLMRunConfig:
+    """`cfg` with its task's own training defaults (`FinancialTask.recipe`) for the settings the run left
+    unset; a run that sets num_epochs keeps its epochs. One-task runs only: a mixture has one budget."""
+    if not cfg.task or cfg.tasks:
+        return cfg
+    explicit = cfg.model_fields_set
+    update = {
+        key: value
+        for key, value in get_task(cfg.task).recipe
+        if key not in explicit and not (key == "max_steps" and "num_epochs" in explicit)
+    }
+    if update:
+        log.info("task %s's recipe: %s", cfg.task, ", ".join(f"{k} {v}" for k, v in update.items()))
+    return cfg.model_copy(update=update) if update else cfg
+
+
 def train_llm(
     cfg: LLMRunConfig,
     output: str | Path,
@@ -129,6 +146,7 @@ def train_llm(
 ) -> LLMTrainResult:
     if cfg.head != "generate":
         raise UsageError(f"head '{cfg.head}' trains with fintune.llm.heads.train_head (`fintune llm train` picks it)")
+    cfg = task_recipe(cfg)
     output = Path(output)
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} already exists; choose another output or pass --overwrite")

@@ -23,7 +23,7 @@ from fintune.errors import InputNotFoundError, UsageError
 from fintune.rag.extractive import extractive_answer
 from fintune.rag.refusal import REFUSAL_SHARE, SEED, retrieval_depth, shown_passages, withheld
 from fintune.rag.scoring import QuestionScore, aggregate, score_question
-from fintune.retrieval.ask import MIN_SCORE, Answer, Answerer
+from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answer, Answerer
 from fintune.retrieval.catalog import StoreError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.search import Searcher
@@ -49,6 +49,7 @@ class RagSettings:
     refusal_share: float = REFUSAL_SHARE
     seed: int = SEED
     min_score: float = MIN_SCORE  # the LLM answerers' guard, as in `fintune ask`
+    refusal_probability: float = REFUSAL_PROBABILITY  # the LLM answerers refuse when refusing is this likely
     max_new_tokens: int = 96
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
     hybrid: HybridSettings | None = None  # fuse keyword search with the vector search (as `ask` can)
@@ -164,6 +165,7 @@ def llm_answerers(
                 settings.min_score,
                 settings.max_new_tokens,
                 hybrid=settings.hybrid,
+                refusal_probability=settings.refusal_probability,
             )
             answerer._load()  # now, not inside the first question's latency
             out[name] = answerer.answer_hits

@@ -84,7 +84,7 @@ def scripted(store, corpus, tiny_embeddings, tiny_llm, monkeypatch):
         written.append(text)
         return Answerer(searcher, llm=str(tiny_llm), min_score=-1.0, max_new_tokens=8).ask(QUESTION)
 
-    def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True):
+    def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True, banned=None):
         assert len(prompts) == 1
         return SimpleNamespace(answers=[written[-1]])
 
@@ -119,3 +119,49 @@ def test_a_refusal_is_not_found_and_cites_nothing(scripted):
     answer_with, retrieved = scripted
     answer = answer_with(f"The passages do not contain the answer. [{retrieved[0].id}]")
     assert not answer.found and answer.answer == NOT_FOUND and answer.citations == []
+
+
+def test_continuation_probability_is_the_product_of_each_next_token_probability(tiny_llm):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fintune.llm.generate import continuation_probability
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
+    prompt, continuation = [1, 5, 9, 12], [7, 3, 2]
+    expected = 1.0
+    for i, token in enumerate(continuation):  # one forward pass per prefix, independently of the tested code
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt + continuation[:i]])).logits[0, -1]
+        expected *= float(torch.softmax(logits.float(), -1)[token])
+    assert continuation_probability(model, prompt, continuation) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.01])
+def test_the_llm_refuses_only_when_the_whole_refusal_is_likely_enough(
+    store, corpus, tiny_embeddings, tiny_llm, monkeypatch, threshold
+):
+    """At or above the threshold: refused without generating. Below it: greedy decoding may not open the refusal."""
+    from fintune.llm import generate
+    from fintune.retrieval.ask import refusal_ids
+
+    index_corpus(store, "docs", corpus, model=tiny_embeddings.model_name, embeddings=tiny_embeddings)
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True, banned=None):
+        calls.append((tokenizer, banned))
+        return SimpleNamespace(answers=["Revenue was 8 billion dollars."])
+
+    monkeypatch.setattr(generate, "generate_batched", fake_generate)
+    answerer = Answerer(
+        open_collection(store, "docs"), llm=str(tiny_llm), min_score=-1.0, refusal_probability=threshold
+    )
+    answer = answerer.ask(QUESTION)
+    if threshold == 0.0:
+        assert not answer.found and answer.answer == NOT_FOUND and calls == []
+        assert "probability of the refusal" in answer.notes[-1]
+    else:
+        assert answer.found and len(calls) == 1
+        tokenizer, banned = calls[0]
+        assert banned == [refusal_ids(tokenizer)[:2]] and len(refusal_ids(tokenizer)) > 2
+        assert refusal_ids(tokenizer)[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")  # the turn's end, no more
