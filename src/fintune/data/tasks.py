@@ -221,7 +221,7 @@ TASKS: dict[str, FinancialTask] = {
             (),
             layout="beir",
             # four passages make prompts ~350 tokens: 36 s a step of 16 on 2 cores, so a budget in steps
-            # rather than an epoch (310 steps, 3 hours); see README "Answers from retrieved passages"
+            # rather than an epoch (310 steps, 3 hours); see README "RAG evaluation and the answering adapter"
             recipe=(("max_steps", 100), ("eval_limit", 32), ("save_steps", 20)),
         ),
     )
