@@ -141,3 +141,28 @@ def test_answering_adapter_trains_on_rag_prompts_and_is_scored_beside_the_baseli
         == sorted(r["query_id"] for r in rows if r["answerer"] == "adapter")
     )
     assert len(by_answerer["base"]) == 5
+
+
+def test_a_reranker_trains_on_real_retrieval_and_gates_rag_eval(tiny_rag, tmp_path, monkeypatch):
+    """`rerank train` from the packaged MiniLM on negatives a real index returned, then `rag eval --reranker`:
+    the report names it, and every question it gates is refused by the answerer with its note."""
+    store, beir = tiny_rag
+    data = tmp_path / "beir"
+    shutil.copytree(beir, data)
+    shutil.copy(data / "qrels" / "dev.tsv", data / "qrels" / "train.tsv")
+    monkeypatch.setattr(rag_task, "index_folder", lambda folder: tmp_path / "task-index")
+    out = tmp_path / "reranker"
+    train = ["rerank", "train", "--data", data, "--output", out, "--max-steps", "2", "--batch-size", "4"]
+    assert main([str(a) for a in train]) == 0
+    meta = json.loads((out / "fintune_reranker.json").read_text())
+    assert meta["pairs"] > 0 and 0 <= meta["answerable_threshold"] <= 1
+    metrics_file, preds = tmp_path / "m.json", tmp_path / "p.jsonl"
+    args = ["rag", "eval", "--store", store, "--collection", "tenk", "--queries", beir, "--no-llm", "-k", "2"]
+    args += ["--reranker", out, "--answerable-threshold", "0.5", "--no-bertscore", "--output", metrics_file]
+    args += ["--predictions", preds]
+    assert main([str(a) for a in args]) == 0
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["reranker"] == str(out) and metrics["answerable_threshold"] == 0.5 and metrics["questions"] == 5
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    gated = [r for r in rows if r["notes"] and r["notes"][0].startswith("reranker:")]
+    assert all(r["answer"] == "The passages do not contain the answer." for r in gated)

@@ -9,7 +9,7 @@ import sys
 from rich.markup import escape
 
 from fintune import __version__
-from fintune.cli import data, demo, embed, llm, models, rag, retrieval, service, ui, validate
+from fintune.cli import data, demo, embed, llm, models, rag, rerank, retrieval, service, ui, validate
 from fintune.cli.output import err_console
 from fintune.errors import FintuneError
 from fintune.log import setup_logging
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fintune {__version__}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (models, data, validate, embed, llm, retrieval, rag, service, demo, ui):
+    for module in (models, data, validate, embed, llm, retrieval, rag, rerank, service, demo, ui):
         module.add_parser(sub)
     return parser
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fintune.cli.output import err_console, fmt, write_json
-from fintune.cli.retrieval import DEFAULT_STORE
+from fintune.cli.retrieval import DEFAULT_STORE, load_reranker, rerank_args
 from fintune.errors import UsageError
 
 TABLE_KEYS = (
@@ -46,6 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--refusal-probability", type=float, help="LLM answerers refuse when refusing is this likely (0.5)")
     ev.add_argument("--max-new-tokens", type=int, default=96)
     ev.add_argument("--hybrid", action="store_true", help="fuse keyword and vector search (default weights)")
+    rerank_args(ev)
     ev.add_argument("--no-llm", action="store_true", help="the extractive baseline only (fast)")
     ev.add_argument("--no-bertscore", action="store_true", help="skip BERTScore (local MiniLM)")
     ev.add_argument("--limit", type=int, help="a seeded sample of N questions (--seed), not the first N")
@@ -83,6 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         bertscore_encoder=None if args.no_bertscore else "minilm",
         hybrid=HybridSettings() if args.hybrid else None,
+        reranker=load_reranker(args),
+        rerank_depth=args.rerank_depth,
     )
     questions, source = read_questions(args.queries, args.split)
     # the shared queries are grouped by company: a head would score a few filers only

@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     ak.add_argument("--filter", action="append", default=[], metavar="key=value")
     hybrid_args(ak)
+    rerank_args(ak)
     ak.add_argument("--json", action="store_true")
     ak.set_defaults(func=cmd_ask)
 
@@ -75,6 +76,31 @@ def hybrid_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vector-weight", type=float, help="with --hybrid: weight of the vector ranking (1.0)")
     parser.add_argument("--keyword-weight", type=float, help="with --hybrid: weight of the keyword ranking (1.0)")
     parser.add_argument("--rrf-k", type=int, help="with --hybrid: reciprocal-rank-fusion constant (60)")
+
+
+def rerank_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reranker", help="cross-encoder folder from `fintune rerank train`: reorders, and refuses below its threshold"
+    )
+    parser.add_argument("--rerank-depth", type=int, default=20, help="with --reranker: candidates it reorders (20)")
+    parser.add_argument(
+        "--answerable-threshold",
+        type=float,
+        help="with --reranker: refuse below this best passage score (the reranker's own)",
+    )
+
+
+def load_reranker(args: argparse.Namespace) -> Any:
+    """The Reranker that --reranker names, or None; its options without it are a mistake."""
+    if not args.reranker:
+        if args.answerable_threshold is not None:
+            raise UsageError("--answerable-threshold needs --reranker")
+        return None
+    if args.rerank_depth < 1:
+        raise UsageError("--rerank-depth must be >= 1")
+    from fintune.retrieval.rerank import Reranker
+
+    return Reranker(args.reranker, args.answerable_threshold)
 
 
 def hybrid_settings(args: argparse.Namespace) -> HybridSettings | None:
@@ -209,6 +235,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from fintune.retrieval.stores import open_store
 
     hybrid = hybrid_settings(args)
+    reranker = load_reranker(args)  # before the store: a bad option creates nothing
     store = open_store(args.store)
     try:
         searcher = open_collection(store, args.collection)
@@ -220,6 +247,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
             min_score=args.min_score or MIN_SCORE,
             hybrid=hybrid,
             refusal_probability=REFUSAL_PROBABILITY if args.refusal_probability is None else args.refusal_probability,
+            reranker=reranker,
+            rerank_depth=args.rerank_depth,
         )
         answer = answerer.ask(args.question, parse_filters(args.filter))
     finally:
@@ -233,8 +262,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         console.print(f"sources ({how}): {', '.join(answer.citations)}")
     for note in answer.notes:
         console.print(f"  note: {note}")
-    console.print("passages: " + ", ".join(f"{h.id} ({h.score:.2f})" for h in answer.passages))
+    console.print("passages: " + ", ".join(f"{h.id} ({_shown_score(h)})" for h in answer.passages))
     return 0
+
+
+def _shown_score(hit: Any) -> str:
+    return f"{hit.score:.2f}" if hit.rerank_score is None else f"{hit.score:.2f}, reranker {hit.rerank_score:.2f}"
 
 
 def cmd_collections(args: argparse.Namespace) -> int:

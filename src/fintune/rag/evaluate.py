@@ -26,6 +26,8 @@ from fintune.rag.scoring import QuestionScore, aggregate, score_question
 from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answer, Answerer
 from fintune.retrieval.catalog import StoreError
 from fintune.retrieval.hybrid import HybridSettings
+from fintune.retrieval.prompt import NOT_FOUND
+from fintune.retrieval.rerank import Reranker
 from fintune.retrieval.search import Searcher
 from fintune.retrieval.stores.base import Hit
 
@@ -53,6 +55,8 @@ class RagSettings:
     max_new_tokens: int = 96
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
     hybrid: HybridSettings | None = None  # fuse keyword search with the vector search (as `ask` can)
+    reranker: Reranker | None = None  # reorders `rerank_depth` candidates; below its threshold every answerer refuses
+    rerank_depth: int = 20
 
 
 @dataclass
@@ -186,12 +190,14 @@ def evaluate_rag(
         searcher.search([questions[0].text], 1, hybrid=settings.hybrid)
     for q in tqdm(questions, desc="rag eval", unit="q", disable=not progress):
         start = time.perf_counter()
-        hits = searcher.search([q.text], retrieval_depth(k, q.judged), hybrid=settings.hybrid)[0]
-        retrieval_ms = 1000 * (time.perf_counter() - start)
+        hits = _retrieve(searcher, q, settings)
         shown = shown_passages(hits, q.judged, k, q.qid in removed)
+        gate = settings.reranker.unanswerable_note(shown) if settings.reranker else None
+        retrieval_ms = 1000 * (time.perf_counter() - start)
         for name, answer_fn in answerers.items():
             start = time.perf_counter()
-            answer = answer_fn(q.text, shown)
+            # the reranker's gate is part of retrieval: every answerer refuses on the same questions
+            answer = Answer(q.text, NOT_FOUND, False, [], False, shown, [gate]) if gate else answer_fn(q.text, shown)
             latency = retrieval_ms + 1000 * (time.perf_counter() - start)
             written = [] if answer.attributed else answer.citations  # only citations the answerer wrote count
             score = score_question(
@@ -208,6 +214,16 @@ def evaluate_rag(
             run.scores[name].append(score)
             run.predictions.append(_prediction_row(name, q, q.qid in removed, answer, score))
     return run
+
+
+def _retrieve(searcher: Searcher, q: EvalQuestion, settings: RagSettings) -> list[Hit]:
+    """The ranked candidates: k plus the judged passages (see `refusal`), or with a reranker its depth
+    (plus the judged ones) reordered by it."""
+    depth = retrieval_depth(settings.k, q.judged)
+    if settings.reranker:
+        depth = max(depth, retrieval_depth(settings.rerank_depth, q.judged))
+    hits = searcher.search([q.text], depth, hybrid=settings.hybrid)[0]
+    return settings.reranker.rerank(q.text, hits) if settings.reranker else hits
 
 
 def _prediction_row(name: str, q: EvalQuestion, removed: bool, answer: Answer, score: QuestionScore) -> dict[str, Any]:
@@ -236,10 +252,18 @@ def report(run: RagRun, settings: RagSettings, source: str) -> dict[str, Any]:
         "k": settings.k,
         "refusal_share": settings.refusal_share,
         "seed": settings.seed,
+        **_reranker_fields(settings),
         **per[primary],
         "baselines": {name: metrics for name, metrics in per.items() if name in ("extractive", "base")},
         **verdict(primary, per),
     }
+
+
+def _reranker_fields(settings: RagSettings) -> dict[str, Any]:
+    if settings.reranker is None:
+        return {}
+    return {"reranker": str(settings.reranker.path), "answerable_threshold": settings.reranker.threshold,
+            "rerank_depth": settings.rerank_depth}  # fmt: skip
 
 
 def verdict(primary: str, per: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from fintune.retrieval.stores.base import Hit
 
 if TYPE_CHECKING:
     from fintune.llm.inference import InferenceSettings
+    from fintune.retrieval.rerank import Reranker
 
 MIN_SCORE = 0.3  # cosine; below it no passage is about the question (chosen on the 10-K dev set)
 # The LLM refuses when its probability of the whole refusal reply is at least this: more likely than any
@@ -46,9 +47,16 @@ class Answer:
             "found": self.found,
             "citations": self.citations,
             "citations_attributed": self.attributed,
-            "passages": [{"id": h.id, "score": round(h.score, 4)} for h in self.passages],
+            "passages": [_passage(h) for h in self.passages],
             "notes": self.notes,
         }
+
+
+def _passage(hit: Hit) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": hit.id, "score": round(hit.score, 4)}
+    if hit.rerank_score is not None:
+        row["rerank_score"] = round(hit.rerank_score, 4)
+    return row
 
 
 def cited_ids(answer: str, passages: list[Hit]) -> list[str]:
@@ -115,6 +123,8 @@ class Answerer:
         system_prompt: str | None = None,  # None: the adapter's training prompt, else the recipe's; "" for none
         hybrid: HybridSettings | None = None,  # fuse keyword search with the vector search
         refusal_probability: float = REFUSAL_PROBABILITY,
+        reranker: Reranker | None = None,  # reorders `rerank_depth` candidates and gates unanswerable questions
+        rerank_depth: int = 20,
     ):
         self.searcher = searcher
         self.llm = llm  # None: the adapter's base model, else the default one
@@ -123,6 +133,7 @@ class Answerer:
         self.system_prompt = system_prompt
         self.hybrid = hybrid
         self.refusal_probability = refusal_probability
+        self.reranker, self.rerank_depth = reranker, rerank_depth
         self._model: Any = None
 
     def _load(self) -> tuple[Any, Any, InferenceSettings]:
@@ -135,8 +146,11 @@ class Answerer:
     def ask(self, question: str, filter: dict[str, Any] | None = None) -> Answer:
         if self.searcher is None:
             raise UsageError("this answerer has no searcher: give it passages with answer_hits")
-        hits = self.searcher.search([question], self.k, filter, hybrid=self.hybrid)[0]
-        return self.answer_hits(question, hits)
+        depth = max(self.k, self.rerank_depth) if self.reranker else self.k
+        hits = self.searcher.search([question], depth, filter, hybrid=self.hybrid)[0]
+        if self.reranker:
+            hits = self.reranker.rerank(question, hits)
+        return self.answer_hits(question, hits[: self.k])
 
     def answer_hits(self, question: str, hits: list[Hit]) -> Answer:
         """`ask` on passages already retrieved: an evaluation retrieves once for several answerers."""
@@ -145,6 +159,9 @@ class Answerer:
             best = "none" if cosine is None else f"{cosine:.2f}"
             note = f"best passage score {best} is below {self.min_score}: no passage is about this question"
             return Answer(question, NOT_FOUND, False, [], False, hits, [note])
+        gate = self.reranker.unanswerable_note(hits) if self.reranker else None
+        if gate:
+            return Answer(question, NOT_FOUND, False, [], False, hits, [gate])
         from fintune.llm.encode import encode_prompt
         from fintune.llm.generate import continuation_probability, generate_batched
         from fintune.llm.inference import context_length

@@ -43,6 +43,7 @@ class Hit:
     # hybrid search only: each side's own score, None when that side did not return the document
     vector_score: float | None = None
     keyword_score: float | None = None
+    rerank_score: float | None = None  # reranked hits only: the cross-encoder's P(this passage answers)
 
 
 class Store(ABC):
