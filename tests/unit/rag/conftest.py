@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fintune.retrieval.stores.base import Hit
-from tests.conftest import write_jsonl
+from tests.conftest import write_beir
 
 PASSAGES = {f"d{i}": f"Company{i} reported revenue of {i + 1} billion dollars in 2023." for i in range(6)}
 # q0..q3 are answered by d0..d3; q4 has no answer text; d4 and d5 are only ever distractors
@@ -16,16 +16,11 @@ QUESTIONS = {f"q{i}": f"What revenue did Company{i} report in 2023?" for i in ra
 
 @pytest.fixture
 def beir(tmp_path) -> Path:
-    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": "", "text": t} for d, t in PASSAGES.items()])
     queries = [
         {"_id": q, "text": t, "answer": f"Company{i} reported {i + 1} billion dollars." if i < 4 else ""}
         for i, (q, t) in enumerate(QUESTIONS.items())
     ]
-    write_jsonl(tmp_path / "queries.jsonl", queries)
-    (tmp_path / "qrels").mkdir()
-    rows = "".join(f"q{i}\td{i}\t1\n" for i in range(5))
-    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
-    return tmp_path
+    return write_beir(tmp_path, PASSAGES, queries, "train", {f"q{i}": f"d{i}" for i in range(5)})
 
 
 class FixedSearcher:

@@ -21,7 +21,7 @@ from fintune.retrieval.rerank import (
     training_pairs,
 )
 from fintune.retrieval.stores.base import Hit
-from tests.conftest import write_jsonl
+from tests.conftest import write_beir
 
 PASSAGES = {f"d{i}": f"Company{i} reported revenue of {i + 1} billion dollars in 2023." for i in range(6)}
 QUESTIONS = {f"q{i}": f"What revenue did Company{i} report in 2023?" for i in range(4)}
@@ -69,16 +69,11 @@ class FixedSearcher:
 
 @pytest.fixture
 def beir(tmp_path) -> Path:
-    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": "", "text": t} for d, t in PASSAGES.items()])
     rows = [
         {"_id": q, "text": t, "answer": f"{i + 1} billion dollars", "ticker": f"T{i}"}
         for i, (q, t) in enumerate(QUESTIONS.items())
     ]
-    write_jsonl(tmp_path / "queries.jsonl", rows)
-    (tmp_path / "qrels").mkdir()
-    judged = "".join(f"q{i}\td{i}\t1\n" for i in range(4))
-    (tmp_path / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + judged)
-    return tmp_path
+    return write_beir(tmp_path, PASSAGES, rows, "train", {f"q{i}": f"d{i}" for i in range(4)})
 
 
 def test_rag_eval_reranks_the_candidates_and_every_answerer_refuses_below_the_gate(beir):
