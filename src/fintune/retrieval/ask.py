@@ -88,7 +88,7 @@ def best_cosine(hits: list[Hit]) -> float | None:
     if not hits:
         return None
     if all(h.vector_score is None and h.keyword_score is None for h in hits):
-        return hits[0].score  # plain vector search: scores are cosines, best first
+        return max(h.score for h in hits)  # plain vector search: cosines (not best first once reranked)
     cosines = [h.vector_score for h in hits if h.vector_score is not None]
     return max(cosines) if cosines else None
 

@@ -10,7 +10,7 @@ import pytest
 
 from fintune.errors import UsageError
 from fintune.rag.evaluate import RagSettings, evaluate_rag, extractive_answerer, read_questions, report
-from fintune.retrieval.ask import NOT_FOUND, Answer, Answerer
+from fintune.retrieval.ask import NOT_FOUND, Answer, Answerer, best_cosine
 from fintune.retrieval.rerank import (
     META,
     Reranker,
@@ -108,6 +108,11 @@ def test_ask_reranks_and_refuses_below_the_gate_without_loading_the_llm():
     assert searcher.depths == [5]  # the rerank depth, not k
     assert answer.answer == NOT_FOUND and "reranker" in answer.notes[0] and answerer._model is None
     assert [p["rerank_score"] for p in answer.as_dict()["passages"]] == [0.1, 0.1]  # shown in --json
+
+
+def test_the_cosine_guard_reads_the_best_cosine_whatever_the_order():
+    reranked = [Hit("a", 0.2, "x", rerank_score=0.9), Hit("b", 0.6, "y", rerank_score=0.1)]
+    assert best_cosine(reranked) == 0.6  # not the first hit's: reranking reorders them
 
 
 def test_a_folder_without_reranker_metadata_is_refused(tmp_path):
