@@ -22,10 +22,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fintune.errors import UsageError
-from fintune.retrieval.stores.base import Hit
+
+if TYPE_CHECKING:  # the CLI reads this module's defaults at start-up: the stores' imports (LangChain) wait
+    from fintune.retrieval.stores.base import Hit
 
 log = logging.getLogger(__name__)
 
