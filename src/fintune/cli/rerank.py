@@ -11,7 +11,9 @@ from fintune.errors import UsageError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from fintune.retrieval.rerank import BASE, DEPTH, NEGATIVES
+    from fintune.retrieval.rerank import BASE, DEPTH, NEGATIVES, RerankSettings
+
+    defaults = RerankSettings()  # one source for the defaults: the library's recipe
 
     rerank = sub.add_parser("rerank", help="second-stage reranker (cross-encoder): training")
     rsub = rerank.add_subparsers(dest="rerank_cmd", required=True)
@@ -26,11 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--negatives", type=int, default=NEGATIVES, help=f"retrieved non-judged passages per question ({NEGATIVES})"
     )
     tr.add_argument("--depth", type=int, default=DEPTH, help=f"candidates retrieved per question ({DEPTH})")
-    tr.add_argument("--epochs", type=float, default=1.0)
-    tr.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (default: the epochs)")
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--learning-rate", type=float, default=2e-5)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--epochs", type=float, default=defaults.epochs)
+    tr.add_argument(
+        "--max-steps", type=int, default=defaults.max_steps, help="stop after N steps (default: the epochs)"
+    )
+    tr.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    tr.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate, help=f"encoder ({defaults.learning_rate})"
+    )
+    tr.add_argument("--seed", type=int, default=defaults.seed)
     tr.add_argument("--overwrite", action="store_true")
     tr.set_defaults(func=cmd_train)
 

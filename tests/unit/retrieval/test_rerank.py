@@ -143,3 +143,13 @@ def test_cli_refuses_a_non_beir_folder_and_a_threshold_without_a_reranker(tmp_pa
     args = ["ask", "--store", str(tmp_path / "s"), "--collection", "c", "Q?", "--answerable-threshold", "0.3"]
     assert main(args) == 2
     assert "--answerable-threshold needs --reranker" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_the_cli_trains_with_the_library_recipe_by_default():
+    from fintune.cli.main import build_parser
+
+    args = build_parser().parse_args(["rerank", "train", "--data", "d", "--output", "o"])
+    recipe = RerankSettings()
+    assert (args.learning_rate, args.epochs, args.batch_size, args.max_steps, args.negatives, args.depth) == (
+        recipe.learning_rate, recipe.epochs, recipe.batch_size, recipe.max_steps, recipe.negatives, recipe.depth
+    )  # fmt: skip
