@@ -82,7 +82,11 @@ def rerank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reranker", help="cross-encoder folder from `fintune rerank train`: reorders, and refuses below its threshold"
     )
-    parser.add_argument("--rerank-depth", type=int, default=20, help="with --reranker: candidates it reorders (20)")
+    from fintune.retrieval.rerank import DEPTH
+
+    parser.add_argument(
+        "--rerank-depth", type=int, default=DEPTH, help=f"with --reranker: candidates it reorders ({DEPTH})"
+    )
     parser.add_argument(
         "--answerable-threshold",
         type=float,

@@ -27,6 +27,7 @@ from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answer, Answer
 from fintune.retrieval.catalog import StoreError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.prompt import NOT_FOUND
+from fintune.retrieval.rerank import DEPTH as RERANK_DEPTH
 from fintune.retrieval.rerank import Reranker
 from fintune.retrieval.search import Searcher
 from fintune.retrieval.stores.base import Hit
@@ -56,7 +57,7 @@ class RagSettings:
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
     hybrid: HybridSettings | None = None  # fuse keyword search with the vector search (as `ask` can)
     reranker: Reranker | None = None  # reorders `rerank_depth` candidates; below its threshold every answerer refuses
-    rerank_depth: int = 20
+    rerank_depth: int = RERANK_DEPTH
 
 
 @dataclass

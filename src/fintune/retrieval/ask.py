@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fintune.errors import UsageError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.prompt import NOT_FOUND, rag_prompt
+from fintune.retrieval.rerank import DEPTH as RERANK_DEPTH
 from fintune.retrieval.search import Searcher
 from fintune.retrieval.stores.base import Hit
 
@@ -124,7 +125,7 @@ class Answerer:
         hybrid: HybridSettings | None = None,  # fuse keyword search with the vector search
         refusal_probability: float = REFUSAL_PROBABILITY,
         reranker: Reranker | None = None,  # reorders `rerank_depth` candidates and gates unanswerable questions
-        rerank_depth: int = 20,
+        rerank_depth: int = RERANK_DEPTH,
     ):
         self.searcher = searcher
         self.llm = llm  # None: the adapter's base model, else the default one

@@ -66,7 +66,8 @@ def training_pairs(
     pairs: list[tuple[str, str, float]] = []
     for (question, judged), found in zip(questions, hits, strict=True):
         pairs += [(question, corpus[d], 1.0) for d in sorted(judged) if d in corpus]
-        pairs += [(question, h.text, 0.0) for h in [h for h in found if h.id not in judged][:negatives]]
+        others = [h for h in found if h.id not in judged]
+        pairs += [(question, h.text, 0.0) for h in others[:negatives]]
     return pairs
 
 
@@ -129,19 +130,20 @@ class Reranker:
 
     def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
         """The hits best first by the cross-encoder, each with its `rerank_score`."""
-        scored = [
-            replace(h, rerank_score=s) for h, s in zip(hits, self.scores(question, [h.text for h in hits]), strict=True)
-        ]
-        return sorted(scored, key=lambda h: -(h.rerank_score or 0.0))
+        return ranked(hits, self.scores(question, [h.text for h in hits]))
 
     def unanswerable_note(self, hits: list[Hit]) -> str | None:
         """Why the shown passages cannot answer, or None when the best one clears the threshold."""
         scores = [h.rerank_score for h in hits if h.rerank_score is not None]
-        if not scores:
-            return None  # not reranked: no gate
-        if max(scores) >= self.threshold:
+        if not scores or max(scores) >= self.threshold:  # not reranked (no gate), or answerable
             return None
         return f"reranker: best passage {max(scores):.2f} < answerable threshold {self.threshold:.2f}"
+
+
+def ranked(hits: list[Hit], scores: Sequence[float]) -> list[Hit]:
+    """The hits with their reranker scores, best first."""
+    scored = [replace(h, rerank_score=s) for h, s in zip(hits, scores, strict=True)]
+    return sorted(scored, key=lambda h: -(h.rerank_score or 0.0))
 
 
 def _split_queries(data: Any, settings: RerankSettings) -> tuple[Any, Any, str]:
@@ -161,9 +163,9 @@ def _split_queries(data: Any, settings: RerankSettings) -> tuple[Any, Any, str]:
     return subset(set(ids) - held), subset(held), f"a seeded tenth of the queries ({len(held)})"
 
 
-def _questions(data: Any) -> tuple[list[str], list[tuple[str, set[str]]]]:
-    qids = sorted(data.qrels)
-    return qids, [(data.queries[q], {d for d, s in data.qrels[q].items() if s > 0}) for q in qids]
+def _questions(data: Any) -> list[tuple[str, set[str]]]:
+    """(question, judged passage ids) of each judged query, in id order."""
+    return [(data.queries[q], {d for d, s in data.qrels[q].items() if s > 0}) for q in sorted(data.qrels)]
 
 
 def train_reranker(
@@ -193,7 +195,7 @@ def train_reranker(
         raise UsageError(f"{folder}: split {split!r} has no judged queries")
     train, val, held = _split_queries(data, settings)
     corpus = {d: data.doc_text(d) for d in data.corpus}
-    _, train_q = _questions(train)
+    train_q = _questions(train)
     started = time.perf_counter()
     hits = searcher.search([q for q, _ in train_q], settings.depth)
     pairs = training_pairs(train_q, hits, corpus, settings.negatives)
@@ -259,7 +261,7 @@ def _unsaved(model: Any) -> Reranker:
 def gate_figures(reranker: Reranker, data: Any, searcher: Search, depth: int, k: int = 4) -> dict[str, Any]:
     """On held-out questions: recall@k before and after reranking, and the answerability gate: each question
     once with its judged passages among the candidates (retrieved in `depth`) and once with them removed."""
-    _, questions = _questions(data)
+    questions = _questions(data)
     results = searcher.search([q for q, _ in questions], depth + 1)
     flat = reranker.score_pairs([(q, h.text) for (q, _), hits in zip(questions, results, strict=True) for h in hits])
     answerable: list[float] = []
@@ -267,15 +269,13 @@ def gate_figures(reranker: Reranker, data: Any, searcher: Search, depth: int, k:
     hit_before = hit_after = 0
     at = 0
     for (_, judged), hits in zip(questions, results, strict=True):
-        scored = [replace(h, rerank_score=s) for h, s in zip(hits, flat[at : at + len(hits)], strict=True)]
+        order = ranked(hits, flat[at : at + len(hits)])
         at += len(hits)
-        ranked = sorted(scored, key=lambda h: -(h.rerank_score or 0.0))
         hit_before += any(h.id in judged for h in hits[:k])
-        hit_after += any(h.id in judged for h in ranked[:k])
-        best = max((h.rerank_score or 0.0) for h in ranked if h.id not in judged)
-        unanswerable.append(best)
-        if any(h.id in judged for h in ranked):
-            answerable.append(max(h.rerank_score or 0.0 for h in ranked))
+        hit_after += any(h.id in judged for h in order[:k])
+        unanswerable.append(next(h.rerank_score or 0.0 for h in order if h.id not in judged))  # best without them
+        if any(h.id in judged for h in order):
+            answerable.append(order[0].rerank_score or 0.0)
     n = len(questions)
     if not answerable:  # too few held-out questions to choose on: the plain reading of a probability
         log.warning("no held-out question retrieved its judged passage: answerable threshold 0.5, not chosen")
