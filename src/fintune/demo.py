@@ -137,7 +137,7 @@ def rag_demo(
         qid = next(iter(dev.queries))
         searcher = open_collection(store, collection)
         hits = searcher.search([dev.queries[qid]], k=5)[0]
-        answer = Answerer(searcher, adapter=adapter).ask(dev.queries[qid])
+        answer = Answerer.with_adapter_gate(searcher, adapter).ask(dev.queries[qid])
         extractive = extractive_answer(dev.queries[qid], answer.passages)
     finally:
         store.close()

@@ -115,7 +115,9 @@ def test_limit_scores_a_seeded_sample_not_the_first_questions(tiny_rag, tmp_path
 
 def test_answering_adapter_trains_on_rag_prompts_and_is_scored_beside_the_baselines(tiny_rag, tmp_path, monkeypatch):
     """`llm train --task rag_10k` on a BEIR folder (its own small index) and `rag eval --adapter`: the
-    adapter is the answerer, both baselines are kept, every question is scored by all three."""
+    adapter is the answerer, both baselines are kept, every question is scored by all three; the adapter
+    carries its answerability gate (a reranker trained on the same split), which `rag eval` uses unless told
+    not to."""
     store, beir = tiny_rag
     data = tmp_path / "beir"
     shutil.copytree(beir, data)
@@ -126,12 +128,19 @@ def test_answering_adapter_trains_on_rag_prompts_and_is_scored_beside_the_baseli
     train += ["--max-steps", "2", "--batch-size", "2", "--eval-limit", "1"]
     assert main([str(a) for a in train]) == 0
     assert (tmp_path / "task-index" / "retrieved_train.json").is_file()  # prompts came from a real index
+    gate = json.loads((adapter / "reranker" / "fintune_reranker.json").read_text())
+    assert gate["split"] == "train" and gate["data"] == str(data.resolve()) and gate["pairs"] > 0
+    assert not list(tmp_path.glob(".adapter*"))  # the gate trained in the work folder, which is gone
     out, preds = tmp_path / "m.json", tmp_path / "p.jsonl"
     args = ["rag", "eval", "--store", store, "--collection", "tenk", "--queries", beir, "--adapter", adapter]
     args += ["-k", "2", "--no-bertscore", "--max-new-tokens", "8", "--output", out, "--predictions", preds]
     assert main([str(a) for a in args]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["answerer"] == "adapter" and metrics["adapter"] == str(adapter)
+    assert (
+        metrics["reranker"] == str(adapter / "reranker")
+        and metrics["answerable_threshold"] == gate["answerable_threshold"]
+    )
     assert set(metrics["baselines"]) == {"extractive", "base"} and all(key in metrics for key in KEYS)
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     by_answerer = {name: sorted(r["query_id"] for r in rows if r["answerer"] == name) for name in metrics["baselines"]}
@@ -141,6 +150,8 @@ def test_answering_adapter_trains_on_rag_prompts_and_is_scored_beside_the_baseli
         == sorted(r["query_id"] for r in rows if r["answerer"] == "adapter")
     )
     assert len(by_answerer["base"]) == 5
+    assert main([str(a) for a in [*args, "--no-reranker"]]) == 0
+    assert "reranker" not in json.loads(out.read_text())  # the plain pipeline on request
 
 
 def test_a_reranker_trains_on_real_retrieval_and_gates_rag_eval(tiny_rag, tmp_path, monkeypatch):

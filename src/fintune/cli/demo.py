@@ -96,6 +96,8 @@ def _print_rag(demo) -> None:
     answer = demo.answer
     who = f"smollm2 + {demo.adapter}" if demo.adapter else "smollm2, no answering adapter"
     console.print(f"answer ({who}): {answer.answer}", highlight=False)
+    if not answer.found and answer.notes:
+        console.print(f"  why: {answer.notes[-1]}", highlight=False)
     if answer.citations:
         how = "attributed by word overlap" if answer.attributed else "cited by the model"
         console.print(f"sources ({how}): {', '.join(answer.citations)}")

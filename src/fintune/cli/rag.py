@@ -43,7 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--refusal-share", type=float, default=REFUSAL_SHARE, help="share of questions withheld")
     ev.add_argument("--seed", type=int, default=SEED, help="seed of the withheld questions")
     ev.add_argument("--min-score", type=float, help="LLM answerers: below this best cosine, no answer (0.3)")
-    ev.add_argument("--refusal-probability", type=float, help="LLM answerers refuse when refusing is this likely (0.5)")
+    ev.add_argument(
+        "--refusal-probability",
+        type=float,
+        help="LLM answerers refuse when refusing is this likely (default 0.5; with --reranker none: its gate decides)",
+    )
     ev.add_argument("--max-new-tokens", type=int, default=96)
     ev.add_argument("--hybrid", action="store_true", help="fuse keyword and vector search (default weights)")
     rerank_args(ev)
@@ -66,7 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         read_questions,
         report,
     )
-    from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY
+    from fintune.retrieval.ask import MIN_SCORE, llm_refusal_probability
     from fintune.retrieval.hybrid import HybridSettings
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
@@ -75,16 +79,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("--no-llm and --adapter contradict each other")
     if args.k < 1 or (args.limit is not None and args.limit < 1):
         raise UsageError("-k and --limit must be >= 1")
+    reranker = load_reranker(args)
     settings = RagSettings(
         k=args.k,
         refusal_share=args.refusal_share,
         seed=args.seed,
         min_score=MIN_SCORE if args.min_score is None else args.min_score,
-        refusal_probability=REFUSAL_PROBABILITY if args.refusal_probability is None else args.refusal_probability,
+        refusal_probability=llm_refusal_probability(args.refusal_probability, reranker),
         max_new_tokens=args.max_new_tokens,
         bertscore_encoder=None if args.no_bertscore else "minilm",
         hybrid=HybridSettings() if args.hybrid else None,
-        reranker=load_reranker(args),
+        reranker=reranker,
         rerank_depth=args.rerank_depth,
     )
     questions, source = read_questions(args.queries, args.split)

@@ -51,7 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ak.add_argument("-k", type=int, default=4, help="passages given to the LLM")
     ak.add_argument("--min-score", type=float, default=None, help="below this best cosine: no answer (0.3)")
     ak.add_argument(
-        "--refusal-probability", type=float, default=None, help="refuse when the LLM's refusal is this likely (0.5)"
+        "--refusal-probability",
+        type=float,
+        default=None,
+        help="refuse when the LLM's refusal is this likely (default 0.5; with --reranker none: its gate decides)",
     )
     ak.add_argument("--filter", action="append", default=[], metavar="key=value")
     hybrid_args(ak)
@@ -80,31 +83,40 @@ def hybrid_args(parser: argparse.ArgumentParser) -> None:
 
 def rerank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--reranker", help="cross-encoder folder from `fintune rerank train`: reorders, and refuses below its threshold"
+        "--reranker",
+        help="cross-encoder folder from `fintune rerank train`: reorders, and refuses below its threshold "
+        "(default: the adapter's own reranker/, which `llm train --task rag_10k` trains)",
     )
+    parser.add_argument("--no-reranker", action="store_true", help="without the adapter's own reranker")
     from fintune.retrieval.rerank import DEPTH
 
     parser.add_argument(
-        "--rerank-depth", type=int, default=DEPTH, help=f"with --reranker: candidates it reorders ({DEPTH})"
+        "--rerank-depth", type=int, default=DEPTH, help=f"with a reranker: candidates it reorders ({DEPTH})"
     )
     parser.add_argument(
         "--answerable-threshold",
         type=float,
-        help="with --reranker: refuse below this best passage score (the reranker's own)",
+        help="with a reranker: refuse below this best passage score (default: the reranker's own)",
     )
 
 
 def load_reranker(args: argparse.Namespace) -> Any:
-    """The Reranker that --reranker names, or None; its options without it are a mistake."""
-    if not args.reranker:
+    """The Reranker that --reranker names, else the one the --adapter carries (unless --no-reranker), else
+    None; its options without one are a mistake."""
+    from fintune.rag.task import adapter_gate
+
+    if args.reranker and args.no_reranker:
+        raise UsageError("--reranker and --no-reranker contradict each other")
+    path = args.reranker or (None if args.no_reranker else adapter_gate(getattr(args, "adapter", None)))
+    if not path:
         if args.answerable_threshold is not None:
-            raise UsageError("--answerable-threshold needs --reranker")
+            raise UsageError("--answerable-threshold needs a reranker (--reranker, or an adapter that carries one)")
         return None
     if args.rerank_depth < 1:
         raise UsageError("--rerank-depth must be >= 1")
     from fintune.retrieval.rerank import Reranker
 
-    return Reranker(args.reranker, args.answerable_threshold)
+    return Reranker(path, args.answerable_threshold)
 
 
 def hybrid_settings(args: argparse.Namespace) -> HybridSettings | None:
@@ -234,7 +246,7 @@ def _print_hits(query: str, hits: list[Any], as_json: bool) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answerer
+    from fintune.retrieval.ask import MIN_SCORE, Answerer, llm_refusal_probability
     from fintune.retrieval.search import open_collection
     from fintune.retrieval.stores import open_store
 
@@ -250,7 +262,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             k=args.k,
             min_score=args.min_score or MIN_SCORE,
             hybrid=hybrid,
-            refusal_probability=REFUSAL_PROBABILITY if args.refusal_probability is None else args.refusal_probability,
+            refusal_probability=llm_refusal_probability(args.refusal_probability, reranker),
             reranker=reranker,
             rerank_depth=args.rerank_depth,
         )

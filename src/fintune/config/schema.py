@@ -243,6 +243,11 @@ class LLMRunConfig(RunBase):
     padding_free: bool = Field(False, description="padding-free batches (with flash-attn on a GPU)")
     max_train_examples: int | None = Field(None, ge=1, description="train on the first N mixed examples only")
     debug: bool = Field(False, description="a small slice: 64 examples, 8 steps, 16 validation records")
+    answerability_gate: bool = Field(
+        True,
+        description="task rag_10k: also train a reranker (`fintune rerank train`'s recipe) into the adapter's "
+        "reranker/ folder, which `ask` and `rag eval` then use as the answerability gate",
+    )
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, description="experiment trackers")
     logging_steps: int = Field(10, ge=1, description="log every N steps")
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (beside the output) for resuming")

@@ -192,6 +192,7 @@ def train_llm(
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
+    bundle = task_bundle(cfg, work) if trainer.is_world_process_zero() else {}
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     result = LLMTrainResult(
         output=output,
@@ -205,10 +206,22 @@ def train_llm(
         notes=notes,
     )
     if trainer.is_world_process_zero():
-        _save(trainer, tokenizer, cfg, data, result)
+        _save(trainer, tokenizer, cfg, data, result, bundle)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def task_bundle(cfg: LLMRunConfig, work: Path) -> dict[str, Path]:
+    """Folders a task's adapter carries besides its weights: rag_10k's answerability gate (a reranker,
+    trained after the adapter on the same split; see fintune.rag.task)."""
+    if cfg.task != "rag_10k" or not cfg.answerability_gate:
+        return {}
+    from fintune.data.tasks import get_task
+    from fintune.rag.task import GATE, train_gate
+
+    folder = Path(cfg.dataset_path) if cfg.dataset_path else get_task("rag_10k").path("train")
+    return {GATE: train_gate(folder, "train", work, DEBUG_STEPS if cfg.debug else -1)}
 
 
 def trainer_args(cfg: LLMRunConfig, work: Path, device: str, dtype: torch.dtype, has_eval: bool) -> dict[str, Any]:
@@ -276,6 +289,7 @@ def _save(
     cfg: LLMRunConfig,
     data: LLMTrainData,
     result: LLMTrainResult,
+    bundle: dict[str, Path],
 ) -> None:
     if trainer.model is None:
         raise RuntimeError("the trainer has no model to save (fintune always builds it with one)")
@@ -284,6 +298,8 @@ def _save(
         # save_pretrained through __getattr__ (a Tensor or Module)
         trainer.model.save_pretrained(tmp)  # type: ignore[operator]
         tokenizer.save_pretrained(tmp)
+        for name, folder in bundle.items():
+            shutil.copytree(folder, tmp / name)
         write_run(tmp, cfg)
         metrics = {
             "train_seconds": result.train_seconds,

@@ -52,7 +52,8 @@ class RagSettings:
     refusal_share: float = REFUSAL_SHARE
     seed: int = SEED
     min_score: float = MIN_SCORE  # the LLM answerers' guard, as in `fintune ask`
-    refusal_probability: float = REFUSAL_PROBABILITY  # the LLM answerers refuse when refusing is this likely
+    # the LLM answerers refuse when refusing is this likely (None: never; the default behind a reranker's gate)
+    refusal_probability: float | None = REFUSAL_PROBABILITY
     max_new_tokens: int = 96
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
     hybrid: HybridSettings | None = None  # fuse keyword search with the vector search (as `ask` can)

@@ -32,6 +32,9 @@ from fintune.retrieval.stores.base import Hit
 log = logging.getLogger(__name__)
 
 RAG_K = 4  # passages per prompt: `fintune ask`'s default
+# the answering adapter's gate (`fintune.retrieval.rerank`): a reranker in this subfolder of the adapter,
+# which `ask` and `rag eval --adapter` use unless told otherwise
+GATE = "reranker"
 INDEX_MODEL = "minilm"  # `fintune index`'s default model: the index an adapter will meet in use
 COLLECTION = "corpus"
 
@@ -132,6 +135,27 @@ class CachedSearch:
             tmp.write_text(json.dumps(cached), encoding="utf-8")
             tmp.replace(self.path)  # whole or absent: a concurrent or interrupted run never reads half
         return [[Hit(d, float(score), text) for d, score, text in cached[key]] for key in keys]
+
+
+def train_gate(folder: Path, split: str, work: Path, max_steps: int = -1) -> Path:
+    """The answering adapter's reranker, trained in the adapter's work folder so the adapter's folder takes
+    it whole when it is written; a finished one there is reused when a killed run resumes."""
+    from fintune.retrieval.rerank import META, RerankSettings, train_reranker
+
+    out = work / GATE
+    if not (out / META).is_file():
+        log.info("training the answerability gate (a reranker) on %s (%s)", folder, split)
+        settings = RerankSettings(max_steps=max_steps)
+        train_reranker(folder, split, out, CachedSearch(folder, split), settings, overwrite=True)
+    return out
+
+
+def adapter_gate(adapter: str | Path | None) -> Path | None:
+    """The reranker an answering adapter carries, if any."""
+    from fintune.retrieval.rerank import META
+
+    gate = Path(adapter) / GATE if adapter else None
+    return gate if gate is not None and (gate / META).is_file() else None
 
 
 def rag_task_examples(task: FinancialTask, folder: Path, split: str) -> tuple[list[Example], int, str]:

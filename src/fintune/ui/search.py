@@ -98,7 +98,7 @@ def ask(store: str, collection: str, question: str, k: int, adapter: str, filter
     key = (store, collection, adapter.strip(), int(k))
     with _lock:
         if key not in _answerers:
-            _answerers[key] = Answerer(searcher(store, collection), adapter=adapter.strip() or None, k=int(k))
+            _answerers[key] = Answerer.with_adapter_gate(searcher(store, collection), adapter.strip() or None, k=int(k))
         answer = _answerers[key].ask(question, parse_filter(filter_text))
     how = " (attributed by word overlap)" if answer.attributed else ""
     summary = f"**Answer:** {answer.answer}\n\n**Sources{how}:** {', '.join(answer.citations) or 'none'}"

@@ -44,3 +44,37 @@ def test_the_registry_task_builds_them_and_reuses_the_cached_retrieval(beir, sea
     assert first.family == "qa" and len(first.examples) == 4 and first.records == 5
     assert task_examples("rag_10k", beir, "train").examples == first.examples
     assert len(searcher.calls) == 1  # the second run read the cache beside the index
+
+
+def test_only_a_rag_10k_run_with_the_gate_on_carries_a_reranker(tmp_path, monkeypatch):
+    from fintune.config.schema import LLMRunConfig
+    from fintune.llm.train import DEBUG_STEPS, task_bundle
+    from fintune.rag import task as rag_task
+
+    calls = []
+
+    def fake_gate(folder, split, work, max_steps=-1):
+        calls.append((folder, split, max_steps))
+        return work / "reranker"
+
+    monkeypatch.setattr(rag_task, "train_gate", fake_gate)
+    assert task_bundle(LLMRunConfig(task="fpb"), tmp_path) == {}
+    assert task_bundle(LLMRunConfig(task="rag_10k", answerability_gate=False), tmp_path) == {}
+    cfg = LLMRunConfig(task="rag_10k", dataset_path=str(tmp_path), debug=True)
+    assert task_bundle(cfg, tmp_path / "w") == {"reranker": tmp_path / "w" / "reranker"}
+    assert calls == [(tmp_path, "train", DEBUG_STEPS)]  # the run's data and split; debug trains a few steps
+
+
+def test_a_finished_gate_in_the_work_folder_is_reused_on_resume(tmp_path, monkeypatch):
+    from fintune.rag.task import adapter_gate, train_gate
+    from fintune.retrieval import rerank
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(rerank, "train_reranker", no_training)
+    (tmp_path / "reranker").mkdir()
+    (tmp_path / "reranker" / rerank.META).write_text("{}")
+    assert train_gate(tmp_path / "data", "train", tmp_path) == tmp_path / "reranker"
+    assert adapter_gate(tmp_path) == tmp_path / "reranker" and adapter_gate(tmp_path / "data") is None
+    assert adapter_gate(None) is None

@@ -165,3 +165,36 @@ def test_the_llm_refuses_only_when_the_whole_refusal_is_likely_enough(
         tokenizer, banned = calls[0]
         assert banned == [refusal_ids(tokenizer)[:2]] and len(refusal_ids(tokenizer)) > 2
         assert refusal_ids(tokenizer)[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")  # the turn's end, no more
+
+
+def test_without_a_refusal_cut_the_llm_answers_and_its_refusal_is_never_scored(
+    store, corpus, tiny_embeddings, tiny_llm, monkeypatch
+):
+    """Behind a reranker's gate (refusal_probability None) the LLM answers: no refusal probability is
+    computed (a forward pass saved), and greedy decoding still may not open the refusal."""
+    from fintune.llm import generate
+
+    index_corpus(store, "docs", corpus, model=tiny_embeddings.model_name, embeddings=tiny_embeddings)
+    banned_seen = []
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True, banned=None):
+        banned_seen.append(banned)
+        return SimpleNamespace(answers=["Revenue was 8 billion dollars."])
+
+    def no_probability(*args, **kwargs):
+        raise AssertionError("the refusal's probability was computed")
+
+    monkeypatch.setattr(generate, "generate_batched", fake_generate)
+    monkeypatch.setattr(generate, "continuation_probability", no_probability)
+    answerer = Answerer(open_collection(store, "docs"), llm=str(tiny_llm), min_score=-1.0, refusal_probability=None)
+    answer = answerer.ask(QUESTION)
+    assert answer.found and len(banned_seen) == 1 and banned_seen[0]
+
+
+def test_the_llm_refusal_cut_defaults_to_none_behind_a_reranker_and_an_explicit_one_wins():
+    from fintune.retrieval.ask import REFUSAL_PROBABILITY, llm_refusal_probability
+
+    gate = object()
+    assert llm_refusal_probability(None, None) == REFUSAL_PROBABILITY
+    assert llm_refusal_probability(None, gate) is None  # type: ignore[arg-type]
+    assert llm_refusal_probability(0.3, gate) == 0.3  # type: ignore[arg-type]

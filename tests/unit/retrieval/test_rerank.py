@@ -4,6 +4,7 @@ training run of a few steps on the tiny BERT (folder written whole, threshold ch
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from fintune.retrieval.rerank import (
     Reranker,
     RerankSettings,
     best_threshold,
+    calibrate_reranker,
+    recall_threshold,
     roc_auc,
     train_reranker,
     training_pairs,
@@ -42,6 +45,17 @@ def test_threshold_maximises_balanced_accuracy_and_auc_counts_ties_half():
     assert roc_auc([0.9, 0.5], [0.5, 0.1]) == pytest.approx((1 + 1 + 0.5 + 1) / 4)
     with pytest.raises(UsageError):
         best_threshold([0.5], [])
+
+
+def test_the_refusal_recall_threshold_is_the_lowest_cut_that_refuses_the_share():
+    unanswerable = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    cut = recall_threshold(unanswerable, 0.8)
+    # 8 of 10 below the cut: above 0.8, and nothing between 0.8 and it (0.8 x 10 is 8, not 9 by rounding)
+    assert sum(u < cut for u in unanswerable) == 8 and 0.8 < cut < 0.80001
+    assert sum(u < recall_threshold(unanswerable, 0.75) for u in unanswerable) == 8  # ceil(7.5)
+    assert recall_threshold(unanswerable, 1.0) > 0.95  # refuse them all
+    with pytest.raises(UsageError, match=r"\(0, 1\]"):
+        recall_threshold(unanswerable, 0.0)
 
 
 class NameReranker(Reranker):
@@ -135,6 +149,34 @@ def test_training_writes_a_whole_reranker_with_a_threshold_from_held_out_groups(
         train_reranker(beir, "train", out, FixedSearcher(), settings)
 
 
+def test_calibrating_again_moves_the_threshold_to_the_policy_on_the_same_held_out_questions(
+    beir, tiny_bert_dir, tmp_path
+):
+    out = tmp_path / "rr"
+    settings = RerankSettings(base=str(tiny_bert_dir), negatives=2, depth=5, max_steps=2, batch_size=4)
+    trained = train_reranker(beir, "train", out, FixedSearcher(), replace(settings, refusal_recall=None))
+    assert trained["threshold_policy"] == "balanced accuracy"
+    reranker = Reranker(out)
+    meta = calibrate_reranker(reranker, beir, FixedSearcher(), refusal_recall=1.0)
+    assert meta["threshold_policy"] == "refusal recall 1.0" and meta["threshold_refusal_recall"] == 1.0
+    assert meta["threshold_validation"] == trained["threshold_validation"]  # the same held-out group
+    assert Reranker(out).threshold == reranker.threshold == meta["answerable_threshold"]  # file and object agree
+    assert json.loads((out / META).read_text())["settings"]["refusal_recall"] == 1.0
+    assert not list(out.glob(".*tmp"))
+
+
+def test_calibrating_on_data_whose_held_out_groups_changed_is_refused(beir, tiny_bert_dir, tmp_path):
+    out = tmp_path / "rr"
+    settings = RerankSettings(base=str(tiny_bert_dir), negatives=2, depth=5, max_steps=2, batch_size=4)
+    train_reranker(beir, "train", out, FixedSearcher(), settings)
+    before = (out / META).read_text()
+    reranker = Reranker(out)
+    reranker.meta = {**reranker.meta, "threshold_validation": "held-out tickers ZZZ"}
+    with pytest.raises(UsageError, match="the data changed since training"):
+        calibrate_reranker(reranker, beir, FixedSearcher(), refusal_recall=0.8)
+    assert (out / META).read_text() == before  # nothing rewritten
+
+
 def test_cli_refuses_a_non_beir_folder_and_a_threshold_without_a_reranker(tmp_path, capsys):
     from fintune.cli.main import main
 
@@ -142,7 +184,11 @@ def test_cli_refuses_a_non_beir_folder_and_a_threshold_without_a_reranker(tmp_pa
     assert "not a BEIR folder" in capsys.readouterr().err and not (tmp_path / "rr").exists()
     args = ["ask", "--store", str(tmp_path / "s"), "--collection", "c", "Q?", "--answerable-threshold", "0.3"]
     assert main(args) == 2
-    assert "--answerable-threshold needs --reranker" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert "--answerable-threshold needs a reranker" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert main(["rerank", "calibrate", "--reranker", str(tmp_path), "--refusal-recall", "1.5"]) == 2
+    assert "--refusal-recall must lie in (0, 1]" in capsys.readouterr().err
+    assert main(["rerank", "calibrate", "--reranker", str(tmp_path)]) == 2
+    assert "not a fintune reranker" in capsys.readouterr().err
 
 
 def test_the_cli_trains_with_the_library_recipe_by_default():
@@ -153,3 +199,41 @@ def test_the_cli_trains_with_the_library_recipe_by_default():
     assert (args.learning_rate, args.epochs, args.batch_size, args.max_steps, args.negatives, args.depth) == (
         recipe.learning_rate, recipe.epochs, recipe.batch_size, recipe.max_steps, recipe.negatives, recipe.depth
     )  # fmt: skip
+    assert args.refusal_recall == recipe.refusal_recall and not args.balanced
+
+
+def test_the_cli_takes_the_adapters_own_reranker_unless_told_otherwise(tmp_path):
+    from fintune.cli.main import build_parser
+    from fintune.cli.retrieval import load_reranker
+
+    gate, other = tmp_path / "adapter" / "reranker", tmp_path / "other"
+    for folder, threshold in ((gate, 0.7), (other, 0.2)):
+        folder.mkdir(parents=True)
+        (folder / META).write_text(json.dumps({"answerable_threshold": threshold}))
+
+    def parse(*extra: str):
+        args = ["rag", "eval", "--collection", "c", "--queries", "q", "--adapter", str(tmp_path / "adapter")]
+        return build_parser().parse_args([*args, *extra])
+
+    found = load_reranker(parse())
+    assert found.path == gate and found.threshold == 0.7
+    assert load_reranker(parse("--no-reranker")) is None
+    assert load_reranker(parse("--reranker", str(other))).path == other  # an explicit one wins
+    assert load_reranker(parse("--answerable-threshold", "0.9")).threshold == 0.9
+    with pytest.raises(UsageError, match="contradict"):
+        load_reranker(parse("--reranker", str(other), "--no-reranker"))
+    with pytest.raises(UsageError, match="needs a reranker"):
+        load_reranker(parse("--no-reranker", "--answerable-threshold", "0.5"))
+
+
+def test_an_answerer_for_an_adapter_stands_behind_the_gate_it_carries(tmp_path):
+    from fintune.retrieval.ask import REFUSAL_PROBABILITY
+
+    gate = tmp_path / "adapter" / "reranker"
+    gate.mkdir(parents=True)
+    (gate / META).write_text(json.dumps({"answerable_threshold": 0.8}))
+    gated = Answerer.with_adapter_gate(None, str(tmp_path / "adapter"), k=3)
+    assert gated.reranker is not None and gated.reranker.path == gate and gated.reranker.threshold == 0.8
+    assert gated.refusal_probability is None and gated.k == 3  # the gate decides, not the LLM
+    plain = Answerer.with_adapter_gate(None, str(tmp_path))  # an adapter without a gate
+    assert plain.reranker is None and plain.refusal_probability == REFUSAL_PROBABILITY
