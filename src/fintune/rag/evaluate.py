@@ -52,7 +52,8 @@ class RagSettings:
     refusal_share: float = REFUSAL_SHARE
     seed: int = SEED
     min_score: float = MIN_SCORE  # the LLM answerers' guard, as in `fintune ask`
-    # the LLM answerers refuse when refusing is this likely (None: never; the default behind a reranker's gate)
+    # the LLM answerers refuse when refusing is this likely (None: never; what `rag eval` passes behind a
+    # reranker's gate unless told otherwise, see ask.llm_refusal_probability; this default does not do so)
     refusal_probability: float | None = REFUSAL_PROBABILITY
     max_new_tokens: int = 96
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
