@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fintune.cli.output import err_console, fmt, write_json
-from fintune.cli.retrieval import DEFAULT_STORE, load_reranker, rerank_args
+from fintune.cli.retrieval import DEFAULT_STORE, citation_args, load_reranker, rerank_args
 from fintune.errors import UsageError
 
 TABLE_KEYS = (
@@ -49,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="LLM answerers refuse when refusing is this likely (default 0.5; with --reranker none: its gate decides)",
     )
     ev.add_argument("--max-new-tokens", type=int, default=96)
+    citation_args(ev)
     ev.add_argument("--hybrid", action="store_true", help="fuse keyword and vector search (default weights)")
     rerank_args(ev)
     ev.add_argument("--no-llm", action="store_true", help="the extractive baseline only (fast)")
@@ -91,6 +92,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         hybrid=HybridSettings() if args.hybrid else None,
         reranker=reranker,
         rerank_depth=args.rerank_depth,
+        check_citations=not args.no_citation_check,
     )
     questions, source = read_questions(args.queries, args.split)
     # the shared queries are grouped by company: a head would score a few filers only

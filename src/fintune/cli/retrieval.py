@@ -57,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="refuse when the LLM's refusal is this likely (default 0.5; with --reranker none: its gate decides)",
     )
     ak.add_argument("--filter", action="append", default=[], metavar="key=value")
+    citation_args(ak)
     hybrid_args(ak)
     rerank_args(ak)
     ak.add_argument("--json", action="store_true")
@@ -72,6 +73,14 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
         "--store", default=DEFAULT_STORE, help=f"folder (embedded), postgresql://... or hana://... ({DEFAULT_STORE})"
     )
     parser.add_argument("--collection", required=True, help="collection name (an alias of its live version)")
+
+
+def citation_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-citation-check",
+        action="store_true",
+        help="keep the LLM's citations (default: a passage holding more of the answer's words replaces them)",
+    )
 
 
 def hybrid_args(parser: argparse.ArgumentParser) -> None:
@@ -265,6 +274,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             refusal_probability=llm_refusal_probability(args.refusal_probability, reranker),
             reranker=reranker,
             rerank_depth=args.rerank_depth,
+            check_citations=not args.no_citation_check,
         )
         answer = answerer.ask(args.question, parse_filters(args.filter))
     finally:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -23,7 +23,7 @@ from fintune.errors import InputNotFoundError, UsageError
 from fintune.rag.extractive import extractive_answer
 from fintune.rag.refusal import REFUSAL_SHARE, SEED, retrieval_depth, shown_passages, withheld
 from fintune.rag.scoring import QuestionScore, aggregate, score_question
-from fintune.retrieval.ask import MIN_SCORE, REFUSAL_PROBABILITY, Answer, Answerer
+from fintune.retrieval.ask import MIN_SCORE, Answer, Answerer, llm_refusal_probability
 from fintune.retrieval.catalog import StoreError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.prompt import NOT_FOUND
@@ -52,14 +52,15 @@ class RagSettings:
     refusal_share: float = REFUSAL_SHARE
     seed: int = SEED
     min_score: float = MIN_SCORE  # the LLM answerers' guard, as in `fintune ask`
-    # the LLM answerers refuse when refusing is this likely (None: never; what `rag eval` passes behind a
-    # reranker's gate unless told otherwise, see ask.llm_refusal_probability; this default does not do so)
-    refusal_probability: float | None = REFUSAL_PROBABILITY
+    # the LLM answerers refuse when refusing is this likely; None: never; "auto": None behind `reranker`'s
+    # gate, else REFUSAL_PROBABILITY (see ask.llm_refusal_probability)
+    refusal_probability: float | Literal["auto"] | None = "auto"
     max_new_tokens: int = 96
     bertscore_encoder: str | None = "minilm"  # None: no BERTScore
     hybrid: HybridSettings | None = None  # fuse keyword search with the vector search (as `ask` can)
     reranker: Reranker | None = None  # reorders `rerank_depth` candidates; below its threshold every answerer refuses
     rerank_depth: int = RERANK_DEPTH
+    check_citations: bool = True  # the LLM answerers cite the passage holding most of the answer's words
 
 
 @dataclass
@@ -172,7 +173,11 @@ def llm_answerers(
                 settings.min_score,
                 settings.max_new_tokens,
                 hybrid=settings.hybrid,
-                refusal_probability=settings.refusal_probability,
+                # the answerers stand behind the evaluation's gate, not their own (see evaluate_rag)
+                refusal_probability=llm_refusal_probability(None, settings.reranker)
+                if isinstance(settings.refusal_probability, str)
+                else settings.refusal_probability,
+                check_citations=settings.check_citations,
             )
             answerer._load()  # now, not inside the first question's latency
             out[name] = answerer.answer_hits
@@ -240,6 +245,7 @@ def _prediction_row(name: str, q: EvalQuestion, removed: bool, answer: Answer, s
         "answer": answer.answer,
         "citations": answer.citations,
         "citations_attributed": answer.attributed,
+        "citations_recited": answer.recited,
         "notes": answer.notes,
         **{key: value for key, value in score.as_dict().items() if key != "qid"},
     }
@@ -248,6 +254,8 @@ def _prediction_row(name: str, q: EvalQuestion, removed: bool, answer: Answer, s
 def report(run: RagRun, settings: RagSettings, source: str) -> dict[str, Any]:
     """Top level: the adapter's metrics (else the base's); `baselines`: extractive and base; a verdict."""
     per = {name: aggregate(scores, settings.bertscore_encoder) for name, scores in run.scores.items()}
+    for name, metrics in per.items():  # answers whose citation the answerer replaced (ask.check_citation)
+        metrics["citations_recited"] = sum(r["citations_recited"] for r in run.predictions if r["answerer"] == name)
     primary = next(name for name in PRIMARY_ORDER if name in per)
     return {
         "answerer": primary,

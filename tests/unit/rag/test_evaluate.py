@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +16,7 @@ from fintune.rag.evaluate import (
     check_collection,
     evaluate_rag,
     extractive_answerer,
+    llm_answerers,
     read_questions,
     report,
 )
@@ -59,6 +61,43 @@ def test_every_answerer_sees_the_same_passages_and_the_report_names_the_verdict(
     assert metrics["answered"] == 0.0 and metrics["unanswerable"] == metrics["baselines"]["extractive"]["unanswerable"]
     assert metrics["beats_extractive"] is False and "not worth the wait" in metrics["verdict"]
     assert metrics["baselines"]["extractive"]["token_f1"] > 0
+
+
+def test_the_report_counts_the_answers_whose_citation_the_answerer_replaced(beir, searcher):
+    questions, source = read_questions(beir, "train")
+
+    def recite_odd(question, hits):  # cites the first passage; "replaced" on every other question
+        recited = int(re.search(r"Company(\d+)", question)[1]) % 2 == 1
+        return Answer(question, "an answer [x]", True, [hits[0].id], False, hits, [], recited)
+
+    settings = RagSettings(k=2, refusal_share=0.0, bertscore_encoder=None)
+    run = evaluate_rag(searcher, questions, {"extractive": extract_only, "base": recite_odd}, settings, progress=False)
+    metrics = report(run, settings, source)
+    expected = sum(int(re.search(r"Company(\d+)", q.text)[1]) % 2 == 1 for q in questions)
+    assert 0 < expected < len(questions) and metrics["citations_recited"] == expected
+    assert metrics["baselines"]["extractive"]["citations_recited"] == 0
+    rows = [r for r in run.predictions if r["answerer"] == "base"]
+    assert sum(r["citations_recited"] for r in rows) == expected
+
+
+def extract_only(question, hits):
+    return extractive_answerer()["extractive"](question, hits)
+
+
+@pytest.mark.parametrize(
+    ("given", "gated", "expected"), [("auto", True, None), ("auto", False, 0.5), (0.3, True, 0.3), (None, False, None)]
+)
+def test_the_llm_answerers_refuse_by_themselves_only_outside_the_evaluations_gate(monkeypatch, given, gated, expected):
+    """The evaluation gates every answerer itself (see evaluate_rag), so its LLM answerers carry no reranker:
+    whether they may refuse follows the settings' reranker, as `ask`'s answerer follows its own."""
+    from fintune.retrieval.ask import REFUSAL_PROBABILITY, Answerer
+
+    monkeypatch.setattr(Answerer, "_load", lambda self: None)  # no model: only the answerers' settings matter
+    settings = RagSettings(refusal_probability=given, reranker=object() if gated else None)  # type: ignore[arg-type]
+    answerers = llm_answerers(SimpleNamespace(), "smollm2", None, settings)  # type: ignore[arg-type]
+    assert set(answerers) == {"base"} and REFUSAL_PROBABILITY == 0.5
+    assert answerers["base"].__self__.refusal_probability == expected  # type: ignore[attr-defined]
+    assert answerers["base"].__self__.reranker is None  # type: ignore[attr-defined]
 
 
 def test_an_adapter_of_another_base_is_refused(tmp_path):

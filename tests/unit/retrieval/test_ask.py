@@ -7,7 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from fintune.retrieval.ask import NOT_FOUND, Answerer, attribute, cited_ids, rag_prompt, says_not_found
+from fintune.retrieval.ask import (
+    NOT_FOUND,
+    Answerer,
+    attribute,
+    check_citation,
+    cited_ids,
+    rag_prompt,
+    says_not_found,
+    support,
+)
 from fintune.retrieval.index import index_corpus
 from fintune.retrieval.search import open_collection
 from fintune.retrieval.stores.base import Hit
@@ -32,6 +41,38 @@ def test_only_retrieved_ids_count_as_citations():
 def test_attribution_names_the_passage_holding_the_answer_words():
     assert attribute("$383.3 billion in 2023", PASSAGES) == ["d1"]
     assert attribute("It rained in Paris", PASSAGES) == []
+
+
+def test_support_is_the_share_of_the_answers_words_each_passage_holds_marks_left_out():
+    shares = support("Total net sales were $383.3 billion [d2].", PASSAGES)  # total net sales were $383.3 billion
+    assert shares == {"d1": 1.0, "d2": pytest.approx(1 / 6)}  # d2 holds "billion" only; "d2" is no word
+    assert support("[d1]", PASSAGES) == {"d1": 0.0, "d2": 0.0}
+
+
+def test_a_citation_that_does_not_hold_the_answer_is_replaced_by_the_passage_that_does():
+    text, cited, note = check_citation("Total net sales were $383.3 billion [d2][d2].", ["d2"], PASSAGES)
+    assert text == "Total net sales were $383.3 billion [d1]." and cited == ["d1"]
+    assert note == "cited d2 held 17% of the answer's words, d1 100%: cited d1 instead"
+    text, cited, _ = check_citation("Net sales were $383.3 billion [d2, d9], see [d9].", ["d2"], PASSAGES)
+    assert text == "Net sales were $383.3 billion [d1], see [d9]." and cited == ["d1"]  # d9 was not shown
+    shown = [*PASSAGES, Hit("d3", 0.6, "Net sales were $383.3 billion.")]
+    text, cited, note = check_citation("Total net sales were $383.3 billion [d3].", ["d3"], shown)
+    assert cited == ["d1"] and note and note.startswith("cited d3 held 83%")  # d3 holds 5 of 6 words, d1 all 6
+    assert check_citation("Net sales were $383.3 billion [d3].", ["d3"], shown)[1] == ["d3"]  # a tie: kept
+
+
+@pytest.mark.parametrize(
+    ("answer", "cited"),
+    [
+        ("Total net sales were $383.3 billion [d1].", ["d1"]),  # cited right
+        ("$77.6 billion in 2023 [d2].", ["d2"]),  # d1 holds no more of the words (2 of 3) than d2
+        ("Total net sales [d1] were $77.6 billion.", ["d1"]),  # cited d1 holds the most: 5 of 6 words, d2 2
+        ("It rained in Paris [d2].", ["d2"]),  # no passage holds the answer: nothing to cite instead
+        ("Total net sales were $383.3 billion [d2, d1].", ["d2", "d1"]),  # one of them holds it
+    ],
+)
+def test_a_citation_is_kept_when_it_holds_the_answer_or_no_other_passage_does(answer, cited):
+    assert check_citation(answer, cited, PASSAGES) == (answer, cited, None)
 
 
 def test_refusals_are_recognised():
@@ -115,6 +156,24 @@ def test_an_answer_citing_only_unretrieved_ids_is_attributed_by_its_words(script
     assert unsupported.notes == ["the model cited no passage id; no passage contains the answer's words"]
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_the_answerer_replaces_a_citation_the_answer_does_not_come_from_unless_told_not_to(
+    tiny_llm, monkeypatch, check
+):
+    from fintune.llm import generate
+
+    written = "Total net sales were $383.3 billion [d2]."
+    monkeypatch.setattr(generate, "generate_batched", lambda *a, **k: SimpleNamespace(answers=[written]))
+    answerer = Answerer(None, llm=str(tiny_llm), min_score=-1.0, refusal_probability=None, check_citations=check)
+    answer = answerer.answer_hits("What were net sales?", PASSAGES)
+    assert answer.found and not answer.attributed and answer.recited is check
+    if check:
+        assert answer.citations == ["d1"] and answer.answer.endswith("billion [d1].")
+        assert answer.notes[-1].endswith("cited d1 instead") and answer.as_dict()["citations_recited"] is True
+    else:
+        assert answer.citations == ["d2"] and answer.answer == written and answer.notes == []
+
+
 def test_a_refusal_is_not_found_and_cites_nothing(scripted):
     answer_with, retrieved = scripted
     answer = answer_with(f"The passages do not contain the answer. [{retrieved[0].id}]")
@@ -171,14 +230,15 @@ def test_without_a_refusal_cut_the_llm_answers_and_its_refusal_is_never_scored(
     store, corpus, tiny_embeddings, tiny_llm, monkeypatch
 ):
     """Behind a reranker's gate (refusal_probability None) the LLM answers: no refusal probability is
-    computed (a forward pass saved), and greedy decoding still may not open the refusal."""
+    computed (a forward pass saved), and greedy decoding may not open a refusal in any wording."""
     from fintune.llm import generate
+    from fintune.retrieval.ask import REFUSAL_OPENINGS, refusal_ids, refusal_openings
 
     index_corpus(store, "docs", corpus, model=tiny_embeddings.model_name, embeddings=tiny_embeddings)
     banned_seen = []
 
     def fake_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=16, progress=True, banned=None):
-        banned_seen.append(banned)
+        banned_seen.append((tokenizer, banned))
         return SimpleNamespace(answers=["Revenue was 8 billion dollars."])
 
     def no_probability(*args, **kwargs):
@@ -188,7 +248,22 @@ def test_without_a_refusal_cut_the_llm_answers_and_its_refusal_is_never_scored(
     monkeypatch.setattr(generate, "continuation_probability", no_probability)
     answerer = Answerer(open_collection(store, "docs"), llm=str(tiny_llm), min_score=-1.0, refusal_probability=None)
     answer = answerer.ask(QUESTION)
-    assert answer.found and len(banned_seen) == 1 and banned_seen[0]
+    assert answer.found and len(banned_seen) == 1
+    tokenizer, banned = banned_seen[0]
+    assert banned == refusal_openings(tokenizer)
+    assert refusal_ids(tokenizer)[:2] in banned  # the trained refusal's opening too
+    assert len(banned) == len(REFUSAL_OPENINGS)  # each opening whole (the tiny vocabulary decodes them as <unk>)
+    assert "The passage" in REFUSAL_OPENINGS  # the singular the adapter wrote though its targets never do
+
+
+def test_an_answerer_refuses_by_itself_only_without_a_gate_unless_told(tmp_path):
+    from fintune.retrieval.ask import REFUSAL_PROBABILITY
+
+    gate = object()
+    assert Answerer(None).refusal_probability == REFUSAL_PROBABILITY
+    assert Answerer(None, reranker=gate).refusal_probability is None  # type: ignore[arg-type]
+    assert Answerer(None, reranker=gate, refusal_probability=0.3).refusal_probability == 0.3  # type: ignore[arg-type]
+    assert Answerer(None, refusal_probability=None).refusal_probability is None
 
 
 def test_the_llm_refusal_cut_defaults_to_none_behind_a_reranker_and_an_explicit_one_wins():
@@ -198,3 +273,28 @@ def test_the_llm_refusal_cut_defaults_to_none_behind_a_reranker_and_an_explicit_
     assert llm_refusal_probability(None, None) == REFUSAL_PROBABILITY
     assert llm_refusal_probability(None, gate) is None  # type: ignore[arg-type]
     assert llm_refusal_probability(0.3, gate) == 0.3  # type: ignore[arg-type]
+
+
+def test_the_cli_checks_citations_unless_told_not_to(monkeypatch, capsys):
+    from fintune.cli.main import build_parser
+    from fintune.retrieval import ask, search, stores
+    from fintune.retrieval.ask import Answer
+
+    seen = []
+
+    class Recording:
+        def __init__(self, searcher, **kwargs):
+            seen.append(kwargs["check_citations"])
+
+        def ask(self, question, filter=None):
+            return Answer(question, "an answer", True, [], False, [])
+
+    monkeypatch.setattr(ask, "Answerer", Recording)
+    monkeypatch.setattr(stores, "open_store", lambda url: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(search, "open_collection", lambda store, name: None)
+    for extra in ([], ["--no-citation-check"]):
+        args = build_parser().parse_args(["ask", "--collection", "c", "Revenue?", "--json", *extra])
+        assert args.func(args) == 0
+    assert seen == [True, False]
+    rag = build_parser().parse_args(["rag", "eval", "--collection", "c", "--queries", "q", "--no-citation-check"])
+    assert rag.no_citation_check  # rag eval passes it as RagSettings.check_citations
