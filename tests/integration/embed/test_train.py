@@ -38,7 +38,7 @@ def test_training_writes_a_complete_sentence_transformers_folder(trained):
     out = Path(config.output)
     assert (out / "modules.json").is_file() and (out / "model.safetensors").is_file()
     run = json.loads((out / "fintune_run.json").read_text())
-    assert run["loss"] == "mnrl" and run["hard_negatives"] == 1
+    assert run["loss"] == "cached-mnrl" and run["hard_negatives"] == 1  # the default loss
     card = (out / "README.md").read_text()
     assert "## fintune run" in card and "| ndcg@10 |" in card and "hard negative" in card
     assert not work_dir(out).exists()  # checkpoints are cleaned once the model is in place

@@ -97,7 +97,7 @@ def test_a_flag_left_out_keeps_the_run_configs_value(tmp_path):
         (
             "embed train --data ../shared/data/retrieval/financial_qa_10k --output runs/minilm-10k",
             "embed",
-            {"loss": "mnrl", "output": "runs/minilm-10k"},
+            {"loss": "cached-mnrl", "batch_size": 128, "output": "runs/minilm-10k"},  # the default recipe
         ),
         (
             "embed tune --config configs/embed.yaml --run 10k_qa_search --output runs/best --trials 10 "
