@@ -150,7 +150,7 @@ def llm_refusal_probability(given: float | None, reranker: Reranker | None) -> f
 
 # How the rag_10k adapter opens a refusal, trained wording or not: behind the gate it wrote "The passage does
 # not contain the answer." (singular, never in its targets) for 14 of 141 answerable dev questions; with
-# these openings barred it answered 12 of them from the judged passage (README, "Reranker and answerability
+# these openings barred it answered all 14, 11 citing the judged passage (README, "Reranker and answerability
 # gate"). Barred as token sequences (transformers' bad_words_ids), anywhere: an answer does not need them.
 REFUSAL_OPENINGS = ("The passage", "The passages", "Passage", "Passages")
 
