@@ -23,7 +23,7 @@ from fintune.errors import InputNotFoundError, UsageError
 from fintune.rag.extractive import extractive_answer
 from fintune.rag.refusal import REFUSAL_SHARE, SEED, retrieval_depth, shown_passages, withheld
 from fintune.rag.scoring import QuestionScore, aggregate, score_question
-from fintune.retrieval.ask import MIN_SCORE, Answer, Answerer, llm_refusal_probability
+from fintune.retrieval.ask import MIN_SCORE, Answer, Answerer, refusal_cut
 from fintune.retrieval.catalog import StoreError
 from fintune.retrieval.hybrid import HybridSettings
 from fintune.retrieval.prompt import NOT_FOUND
@@ -174,9 +174,7 @@ def llm_answerers(
                 settings.max_new_tokens,
                 hybrid=settings.hybrid,
                 # the answerers stand behind the evaluation's gate, not their own (see evaluate_rag)
-                refusal_probability=llm_refusal_probability(None, settings.reranker)
-                if isinstance(settings.refusal_probability, str)
-                else settings.refusal_probability,
+                refusal_probability=refusal_cut(settings.refusal_probability, settings.reranker),
                 check_citations=settings.check_citations,
             )
             answerer._load()  # now, not inside the first question's latency

@@ -62,11 +62,19 @@ def _passage(hit: Hit) -> dict[str, Any]:
     return row
 
 
+MARK = re.compile(r"\[([^\[\]]+)\]")  # a citation mark: [d1] or [d1, d2]
+
+
+def _mark_ids(mark: str) -> list[str]:
+    """The ids inside one citation mark's brackets."""
+    return [t for t in re.split(r"[,\s]+", mark) if t]
+
+
 def cited_ids(answer: str, passages: list[Hit]) -> list[str]:
     known = {h.id for h in passages}
     found = []
-    for group in re.findall(r"\[([^\[\]]+)\]", answer):
-        for token in re.split(r"[,\s]+", group):
+    for group in MARK.findall(answer):
+        for token in _mark_ids(group):
             if token in known and token not in found:
                 found.append(token)
     return found
@@ -74,7 +82,7 @@ def cited_ids(answer: str, passages: list[Hit]) -> list[str]:
 
 def _words(answer: str) -> set[str]:
     """The answer's words (numbers included) a supporting passage should contain; citation marks left out."""
-    prose = re.sub(r"\[[^\[\]]*\]", " ", answer)
+    prose = MARK.sub(" ", answer)
     return {w.strip(".,").lower() for w in WORD.findall(prose) if len(w.strip(".,")) > 2}
 
 
@@ -110,10 +118,9 @@ def check_citation(answer: str, citations: list[str], passages: list[Hit]) -> tu
     known = {h.id for h in passages}
 
     def recite(mark: re.Match[str]) -> str:
-        cited = {t for t in re.split(r"[,\s]+", mark.group(1)) if t}
-        return f"[{best}]" if cited & known else mark.group(0)
+        return f"[{best}]" if known.intersection(_mark_ids(mark.group(1))) else mark.group(0)
 
-    rewritten = re.sub(r"\[([^\[\]]+)\]", recite, answer)
+    rewritten = MARK.sub(recite, answer)
     rewritten = re.sub(rf"(\[{re.escape(best)}\])(\s*\1)+", r"\1", rewritten)  # one mark where several were
     cited = ", ".join(citations)
     note = f"cited {cited} held {held:.0%} of the answer's words, {best} {shares[best]:.0%}: cited {best} instead"
@@ -134,6 +141,11 @@ def best_cosine(hits: list[Hit]) -> float | None:
 def says_not_found(answer: str) -> bool:
     lowered = answer.lower()
     return "do not contain the answer" in lowered or "does not contain the answer" in lowered
+
+
+def refusal_cut(value: float | Literal["auto"] | None, reranker: Reranker | None) -> float | None:
+    """A library caller's refusal setting resolved: "auto" is llm_refusal_probability's default for `reranker`."""
+    return llm_refusal_probability(None, reranker) if isinstance(value, str) else value
 
 
 def llm_refusal_probability(given: float | None, reranker: Reranker | None) -> float | None:
@@ -197,9 +209,7 @@ class Answerer:
         self.k, self.min_score, self.max_new_tokens = k, min_score, max_new_tokens
         self.system_prompt = system_prompt
         self.hybrid = hybrid
-        self.refusal_probability = (
-            llm_refusal_probability(None, reranker) if isinstance(refusal_probability, str) else refusal_probability
-        )
+        self.refusal_probability = refusal_cut(refusal_probability, reranker)
         self.reranker, self.rerank_depth = reranker, rerank_depth
         self.check_citations = check_citations
         self._model: Any = None
