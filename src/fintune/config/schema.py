@@ -7,7 +7,9 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 # The one list of each: the CLI's choices, validation and the trainers all read these.
-EmbedLoss = Literal["mnrl", "cached-mnrl", "cosent", "cosine", "triplet", "contrastive", "margin-ranking"]
+EmbedLoss = Literal[
+    "mnrl", "cached-mnrl", "cached-gist", "cosent", "cosine", "triplet", "contrastive", "margin-ranking"
+]
 LLMMethod = Literal["lora", "qlora", "dora", "rslora", "pissa", "loftq"]
 CONTRADICTION_SEP = "\n"  # joins contradictions in one ValueError; files.py splits them back
 # Validation context for a run read back from an output folder: every field was written out, so none
@@ -111,6 +113,14 @@ class EmbedRunConfig(RunBase):
         True, description="margin-ranking: in-batch copies of the positive are not negatives"
     )
     symmetric: bool = Field(False, description="(cached-)MNRL also ranks the queries for each passage")
+    temperature: float | None = Field(
+        None,
+        gt=0,
+        description="similarity temperature of the MNRL and GIST losses (default: the library's: 0.05, 0.01)",
+    )
+    guide_model: str | None = Field(
+        None, description="cached-gist: the frozen model whose scores drop in-batch false negatives (default: the base)"
+    )
     hard_negatives: int = Field(
         0, ge=0, description="negatives mined per query by the base model for (query, passage) pairs (0: in-batch only)"
     )
@@ -157,6 +167,10 @@ class EmbedRunConfig(RunBase):
             problems.append(f"wise_alpha {self.wise_alpha} must lie between 0 and 1 (or be 'auto')")
         if self.early_stopping_patience and self.eval_steps is None and self.eval_fraction is None:
             problems.append("early_stopping_patience needs eval_steps or eval_fraction")
+        if self.guide_model is not None and self.loss != "cached-gist":
+            problems.append(f"guide_model is only used by loss 'cached-gist', not '{self.loss}'")
+        if self.temperature is not None and self.loss not in ("mnrl", "cached-mnrl", "cached-gist"):
+            problems.append(f"temperature is used by the mnrl, cached-mnrl and cached-gist losses, not '{self.loss}'")
         if problems:
             raise ValueError(CONTRADICTION_SEP.join(problems))
         return self

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from fintune.config.schema import EmbedLoss, EmbedRunConfig
 from fintune.errors import UsageError
+from fintune.models.resolve import resolve_model
 
 # The similarity terms (cached) MNRL can rank: sentence-transformers' `directions` options.
 MNRLDirection = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
@@ -19,6 +20,7 @@ MNRLDirection = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_t
 LOSS_SHAPES: dict[EmbedLoss, set[str]] = {
     "mnrl": {"pairs", "triplets"},
     "cached-mnrl": {"pairs", "triplets"},
+    "cached-gist": {"pairs", "triplets"},
     "margin-ranking": {"pairs", "triplets"},
     "triplet": {"triplets"},
     "cosent": {"scored"},
@@ -101,12 +103,21 @@ def build_loss(
     name: EmbedLoss, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False
 ) -> nn.Module:
     directions: tuple[MNRLDirection, ...] = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
+    scale = {"scale": 1.0 / config.temperature} if config.temperature else {}
     if name == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model, gather_across_devices=distributed, directions=directions)
+        return losses.MultipleNegativesRankingLoss(
+            model, gather_across_devices=distributed, directions=directions, **scale
+        )
     if name == "cached-mnrl":
         return losses.CachedMultipleNegativesRankingLoss(
-            model, mini_batch_size=min(32, config.batch_size), gather_across_devices=distributed, directions=directions
+            model,
+            mini_batch_size=min(32, config.batch_size),
+            gather_across_devices=distributed,
+            directions=directions,
+            **scale,
         )
+    if name == "cached-gist":
+        return _cached_gist(model, config, distributed)
     if name == "cosent":
         return losses.CoSENTLoss(model)
     if name == "cosine":
@@ -125,6 +136,21 @@ def build_loss(
             not_irrelevant_only=config.not_irrelevant_only,
         )
     raise UsageError(f"unknown loss '{name}'; known: {', '.join(LOSS_SHAPES)}")
+
+
+def _cached_gist(model: SentenceTransformer, config: EmbedRunConfig, distributed: bool) -> nn.Module:
+    """GISTEmbed at cached-MNRL's memory: a frozen guide drops the in-batch negatives it scores above the positive.
+
+    The guide defaults to the base model: in 10-K questions, passages of the same filing often answer
+    another query of the batch, and MNRL would push them away as negatives.
+    """
+    guide = SentenceTransformer(str(resolve_model(config.guide_model or config.model)), device=str(model.device))
+    guide.max_seq_length = model.max_seq_length
+    guide.requires_grad_(False)
+    extra = {"temperature": config.temperature} if config.temperature else {}
+    return losses.CachedGISTEmbedLoss(
+        model, guide, mini_batch_size=min(32, config.batch_size), gather_across_devices=distributed, **extra
+    )
 
 
 def check_loss_fits(name: EmbedLoss, shape: str, source: str) -> None:

@@ -9,8 +9,8 @@ def features(model, texts):
     return model.tokenize(texts)
 
 
-def test_every_named_loss_builds_and_gives_a_finite_differentiable_value(tiny_model):
-    config = EmbedRunConfig()
+def test_every_named_loss_builds_and_gives_a_finite_differentiable_value(tiny_model, tiny_bert_dir):
+    config = EmbedRunConfig(loss="cached-gist", guide_model=str(tiny_bert_dir))
     batches = {
         "pairs": (["q one", "q two"], ["doc one", "doc two"]),
         "triplets": (["q one", "q two"], ["doc one", "doc two"], ["bad one", "bad two"]),
@@ -86,6 +86,44 @@ def test_symmetric_mnrl_ranks_both_ways(tiny_model):
     both = build_loss("cached-mnrl", tiny_model, EmbedRunConfig(symmetric=True))
     assert tuple(plain.directions) == ("query_to_doc",)
     assert tuple(both.directions) == ("query_to_doc", "doc_to_query")
+
+
+def test_temperature_reaches_mnrl_and_gist(tiny_model, tiny_bert_dir):
+    config = EmbedRunConfig(loss="cached-gist", temperature=0.02, guide_model=str(tiny_bert_dir))
+    assert build_loss("mnrl", tiny_model, config).scale == pytest.approx(50.0)
+    assert build_loss("cached-mnrl", tiny_model, config).scale == pytest.approx(50.0)
+    assert build_loss("cached-gist", tiny_model, config).temperature == 0.02
+    assert build_loss("mnrl", tiny_model, EmbedRunConfig()).scale == 20.0  # the library's default stays
+
+
+def test_gist_guide_is_the_base_model_frozen_unless_named(tiny_model, tiny_bert_dir, monkeypatch):
+    import fintune.embed.losses as module
+
+    asked = []
+    monkeypatch.setattr(module, "resolve_model", lambda name: asked.append(name) or tiny_bert_dir)
+    guided = build_loss("cached-gist", tiny_model, EmbedRunConfig(model="my-base"))
+    build_loss("cached-gist", tiny_model, EmbedRunConfig(model="my-base", loss="cached-gist", guide_model="other"))
+    assert asked == ["my-base", "other"]
+    assert guided.guide is not tiny_model
+    assert not any(p.requires_grad for p in guided.guide.parameters())
+
+
+def test_gist_does_not_push_away_a_negative_the_guide_ranks_above_the_positive(tiny_model, tiny_bert_dir):
+    # q1's in-batch "negative" d2 is q1's own text: a false negative every model scores above the positive.
+    tiny_model.eval()
+    config = EmbedRunConfig(loss="cached-gist", temperature=0.05, guide_model=str(tiny_bert_dir), batch_size=2)
+    feats = [features(tiny_model, ["alpha beta", "gamma"]), features(tiny_model, ["zzz qqq", "alpha beta"])]
+    with torch.no_grad():
+        mnrl = build_loss("cached-mnrl", tiny_model, config)(feats, None).item()
+        gist = build_loss("cached-gist", tiny_model, config)(feats, None).item()
+    assert gist < mnrl  # MNRL counts sim(q1, d2) = 1 against q1's positive; GIST masks it
+
+
+def test_guide_and_temperature_on_a_loss_that_ignores_them_are_refused():
+    with pytest.raises(ValueError, match="guide_model is only used by loss 'cached-gist', not 'cached-mnrl'"):
+        EmbedRunConfig(guide_model="minilm")
+    with pytest.raises(ValueError, match=r"temperature is used by .* not 'cosent'"):
+        EmbedRunConfig(loss="cosent", temperature=0.05)
 
 
 # Three queries, their positives and one hard negative each; unnormalised, so the loss must take cosines.
