@@ -103,10 +103,10 @@ def build_loss(
     name: EmbedLoss, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False
 ) -> nn.Module:
     directions: tuple[MNRLDirection, ...] = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
-    scale = {"scale": 1.0 / config.temperature} if config.temperature else {}
+    scale = 1.0 / config.temperature if config.temperature else 20.0  # 20: sentence-transformers' default
     if name == "mnrl":
         return losses.MultipleNegativesRankingLoss(
-            model, gather_across_devices=distributed, directions=directions, **scale
+            model, scale=scale, gather_across_devices=distributed, directions=directions
         )
     if name == "cached-mnrl":
         return losses.CachedMultipleNegativesRankingLoss(
@@ -114,7 +114,7 @@ def build_loss(
             mini_batch_size=min(32, config.batch_size),
             gather_across_devices=distributed,
             directions=directions,
-            **scale,
+            scale=scale,
         )
     if name == "cached-gist":
         return _cached_gist(model, config, distributed)
@@ -147,9 +147,12 @@ def _cached_gist(model: SentenceTransformer, config: EmbedRunConfig, distributed
     guide = SentenceTransformer(str(resolve_model(config.guide_model or config.model)), device=str(model.device))
     guide.max_seq_length = model.max_seq_length
     guide.requires_grad_(False)
-    extra = {"temperature": config.temperature} if config.temperature else {}
     return losses.CachedGISTEmbedLoss(
-        model, guide, mini_batch_size=min(32, config.batch_size), gather_across_devices=distributed, **extra
+        model,
+        guide,
+        temperature=config.temperature or 0.01,  # 0.01: the library's (and the GISTEmbed paper's) default
+        mini_batch_size=min(32, config.batch_size),
+        gather_across_devices=distributed,
     )
 
 
