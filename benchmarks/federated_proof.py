@@ -11,6 +11,13 @@ each client's task (fedsa: each client's personalised adapter on its own task). 
 per (arm, seed, task) in `--output`/results.jsonl and a markdown table on stdout.
 
     .venv/bin/python benchmarks/federated_proof.py --rounds 5 --local-steps 10 --limit 200 --seeds 0 [1 2]
+
+`--train-records N` is the data-scarce case: each client holds only a seeded sample of N records of its
+train split (a new sample per seed, the same for every arm of that seed), so local-only repeats its few
+records while a federation sees every client's. `--shared-labels` gives both clients one label set, the
+`sentiment` task's negative/neutral/positive (TFNS's bearish/bullish mapped, as FinLoRA prompts it), each
+client still on its own source's records and scored on its own source's dev split. The centralised arms
+pool the registry's splits and refuse either option.
 """
 
 from __future__ import annotations
@@ -33,15 +40,22 @@ TASKS = ("fpb", "tfns")
 ARMS = ("base", "local", "central", "central_balanced", "fedavg", "ffa", "fedsa")
 
 
-def llm_eval(adapter: Path | None, task: str, limit: int, out: Path) -> dict[str, float]:
+def llm_eval(adapter: Path | None, task: str, limit: int, out: Path, data: str | None = None) -> dict[str, float]:
     """`fintune llm eval` in its own process: the CLI's figures exactly."""
     target = ["--adapter", str(adapter)] if adapter else ["--model", "smollm2"]
-    command = [sys.executable, "-m", "fintune", "llm", "eval", *target, "--task", task, "--limit", str(limit),
-               "--output", str(out)]  # fmt: skip
+    source = ["--data", data] if data else []
+    command = [sys.executable, "-m", "fintune", "llm", "eval", *target, "--task", task, *source,
+               "--limit", str(limit), "--output", str(out)]  # fmt: skip
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads(out.read_text())
     metrics = metrics.get("metrics", metrics)
     return {"accuracy": metrics["accuracy"], "f1_weighted": metrics["f1_weighted"]}
+
+
+def score_clients(cfg: Any, adapter_of: Any, limit: int, folder: Path) -> dict[str, dict[str, float]]:
+    """Each client's adapter (`adapter_of(client)`, None: the base model) on its own validation data."""
+    return {c.name: llm_eval(adapter_of(c), c.task, limit, folder / f"{c.name}.json", c.eval_data)
+            for c in cfg.clients}  # fmt: skip
 
 
 def federated_config(rounds: int, local_steps: int, seed: int, aggregation: str) -> Any:
@@ -51,6 +65,31 @@ def federated_config(rounds: int, local_steps: int, seed: int, aggregation: str)
     overrides = parse_overrides([f"rounds={rounds}", f"local_steps={local_steps}", f"aggregation={aggregation}",
                                  "eval_limit=16", "eval_base=false", f"llm.seed={seed}"])  # fmt: skip
     return load_federated_run(CONFIG, RUN, overrides)
+
+
+def own_data(cfg: Any, records: int | None, shared_labels: bool, seed: int, folder: Path) -> None:
+    """Write each client's data (a seeded sample of `records`, the shared label set) and point it there."""
+    from fintune.data.tasks import as_sentiment_record, get_task
+    from fintune.llm.data import sample_examples
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for client in cfg.clients:
+        task = get_task(client.task)
+        train = task.path("train").read_text(encoding="utf-8").splitlines()
+        dev = task.path("dev").read_text(encoding="utf-8").splitlines()
+        train = sample_examples(train, records, seed)
+        if shared_labels:
+            train, dev = ([json.dumps(as_sentiment_record(client.task, json.loads(r))) for r in rows]
+                          for rows in (train, dev))  # fmt: skip
+            client.eval_data = _write(folder / f"{client.name}-dev.jsonl", dev)
+            client.task = "sentiment"
+        client.data = _write(folder / f"{client.name}-train.jsonl", train)
+
+
+def _write(path: Path, lines: list[str]) -> str:
+    if not path.is_file():
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
 
 
 def constant(llm: Any, steps: int, **extra: Any) -> Any:
@@ -70,19 +109,22 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
     folder.mkdir(parents=True, exist_ok=True)
     federated = arm in ("fedavg", "ffa", "fedsa")
     cfg = federated_config(args.rounds, args.local_steps, seed, arm if federated else "ffa")
+    if args.train_records or args.shared_labels:
+        if arm.startswith("central"):
+            raise SystemExit("the centralised arms pool the registry's train splits: leave them out here")
+        own_data(cfg, args.train_records, args.shared_labels, seed, root / f"seed{seed}" / "data")
     budget = args.rounds * args.local_steps
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     extra: dict[str, Any] = {}
     if arm == "base":
-        scored = {t: llm_eval(None, t, args.limit, folder / f"{t}.json") for t in TASKS}
+        scored = score_clients(cfg, lambda c: None, args.limit, folder)
     elif arm == "local":
-        scored = {}
         for client in cfg.clients:
             adapter = folder / client.name
             if not (adapter / "adapter_config.json").is_file():
                 train_llm(constant(cfg.client_llm(client.name), budget), adapter, overwrite=True)
-            scored[client.task] = llm_eval(adapter, client.task, args.limit, folder / f"{client.task}.json")
+        scored = score_clients(cfg, lambda c: folder / c.name, args.limit, folder)
     elif arm.startswith("central"):
         # proportional: the pooled records as they come (72% tfns); balanced: each client's task the same
         # share, as in the federation, where every client trains the same steps
@@ -101,11 +143,8 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
                 shutil.rmtree(adapter)
                 raise SystemExit(f"{arm} seed {seed}: clients failed: {result.failures[0]['error']}")
             extra = {"bytes_per_round": _bytes(result.document), "federate_seconds": round(result.seconds, 1)}
-        if arm == "fedsa":
-            scored = {c.task: llm_eval(adapter / "clients" / c.name, c.task, args.limit, folder / f"{c.task}.json")
-                      for c in cfg.clients}  # fmt: skip
-        else:
-            scored = {t: llm_eval(adapter, t, args.limit, folder / f"{t}.json") for t in TASKS}
+        personal = arm == "fedsa"  # each client's own B: its personalised adapter
+        scored = score_clients(cfg, lambda c: adapter / "clients" / c.name if personal else adapter, args.limit, folder)
     seconds = round(time.perf_counter() - start, 1)
     for task, metrics in scored.items():
         rows.append({"arm": arm, "seed": seed, "task": task, **metrics, "arm_seconds": seconds, **extra})
@@ -154,6 +193,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--output", default="runs/federated-proof")
+    parser.add_argument("--train-records", type=int, help="each client holds only this many train records")
+    parser.add_argument("--shared-labels", action="store_true", help="both clients on negative/neutral/positive")
     args = parser.parse_args()
     print(machine_line(), file=sys.stderr)
     root = Path(args.output)
