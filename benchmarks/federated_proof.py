@@ -75,10 +75,9 @@ def own_data(cfg: Any, records: int | None, shared_labels: bool, seed: int, fold
     folder.mkdir(parents=True, exist_ok=True)
     for client in cfg.clients:
         task = get_task(client.task)
-        train = task.path("train").read_text(encoding="utf-8").splitlines()
-        dev = task.path("dev").read_text(encoding="utf-8").splitlines()
-        train = sample_examples(train, records, seed)
-        if shared_labels:
+        train = sample_examples(task.path("train").read_text(encoding="utf-8").splitlines(), records, seed)
+        if shared_labels:  # the dev split is rewritten only here: otherwise the task's own is scored
+            dev = task.path("dev").read_text(encoding="utf-8").splitlines()
             train, dev = ([json.dumps(as_sentiment_record(client.task, json.loads(r))) for r in rows]
                           for rows in (train, dev))  # fmt: skip
             client.eval_data = _write(folder / f"{client.name}-dev.jsonl", dev)
