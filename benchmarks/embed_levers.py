@@ -8,6 +8,10 @@ library's defaults) on the same grouped training pairs.
     .venv/bin/python benchmarks/embed_levers.py --name default --alphas 1,0.7,0.5
     .venv/bin/python benchmarks/embed_levers.py --name plain --plain --alphas 1,0.5
     .venv/bin/python benchmarks/embed_levers.py --name no-hn --alphas 1 hard_negatives=0
+    .venv/bin/python benchmarks/embed_levers.py --name mrl --dims 128,64 matryoshka_dims=[384,256,128,64]
+
+`--dims` also scores the grouped validation on the embeddings' leading dimensions only (what a store
+keeping fewer dimensions searches); one line per (alpha, dims), `dims` null for the full width.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def main() -> None:
     parser.add_argument("--alphas", default="1")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--base", action="store_true", help="also score the base model (alpha 0)")
+    parser.add_argument("--dims", default="", help="also score truncated to these widths, e.g. 128,64")
     parser.add_argument("--out", default="embed_levers.jsonl")
     parser.add_argument(
         "--sampled", action="store_true", help="score on the judged passages + 1,000 distractors (screening)"
@@ -88,15 +93,18 @@ def main() -> None:
     style = style_check_data()
     validation = _sampled(setup.eval_data, config.seed) if args.sampled else setup.eval_data
     alphas = [float(a) for a in args.alphas.split(",")] + ([0.0] if args.base else [])
-    for alpha in alphas:
+    widths: list[int | None] = [None] + [int(d) for d in args.dims.split(",") if d]
+    for alpha, width in ((a, w) for a in alphas for w in widths):
         model.load_state_dict(interpolate(base, tuned, alpha))
         model.eval()
+        model.truncate_dim = width  # sentence-transformers' encode keeps the leading `width` dimensions
         with torch.no_grad():
             grouped = evaluate_retrieval(model, validation).metrics
             styled = evaluate_retrieval(model, style).metrics if style else {}
         row = {
             "name": args.name if alpha else "base",
             "alpha": alpha,
+            "dims": width,
             "grouped_ndcg@10": grouped["ndcg@10"],
             "grouped_mrr@10": grouped["mrr@10"],
             "grouped_recall@10": grouped["recall@10"],

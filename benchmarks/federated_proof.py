@@ -1,6 +1,7 @@
 """The federated proof: base, each client alone, centralised, fedavg, ffa, fedsa on the same budget.
 
-Run `sentiment_clients` of configs/federated.yaml (clients fpb and tfns, each on its own train split):
+Run `--run` of configs/federated.yaml (default `sentiment_clients`: clients fpb and tfns, each on its own
+train split and label set; `sentiment_shared_labels`: the same clients on the `sentiment` task's one label set):
 - federated (fedavg, ffa, fedsa): `--rounds` R rounds of `--local-steps` L steps per client;
 - local-only: each client trains alone for R·L steps (the same steps and examples it trains federated);
 - centralised: both clients' data pooled, 2·R·L steps (the federation's total), mixed as the records come
@@ -14,10 +15,12 @@ per (arm, seed, task) in `--output`/results.jsonl and a markdown table on stdout
 
 `--train-records N` is the data-scarce case: each client holds only a seeded sample of N records of its
 train split (a new sample per seed, the same for every arm of that seed), so local-only repeats its few
-records while a federation sees every client's. `--shared-labels` gives both clients one label set, the
-`sentiment` task's negative/neutral/positive (TFNS's bearish/bullish mapped, as FinLoRA prompts it), each
-client still on its own source's records and scored on its own source's dev split. The centralised arms
-pool the registry's splits and refuse either option.
+records while a federation sees every client's. For a run whose clients share one task
+(`sentiment_shared_labels`), `central` pools the clients' records (the same samples) into one file of that
+task; `central_balanced` is for runs whose clients train different tasks.
+
+    .venv/bin/python benchmarks/federated_proof.py --run sentiment_shared_labels --rounds 8 --local-steps 3 \
+        --train-records 64 --limit 200 --seeds 0 1 2 --arms local central fedavg ffa fedsa
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine_line
 
-CONFIG, RUN = "configs/federated.yaml", "sentiment_clients"
-TASKS = ("fpb", "tfns")
+CONFIG = "configs/federated.yaml"
+CLIENTS = ("fpb", "tfns")  # the client names of both runs
 ARMS = ("base", "local", "central", "central_balanced", "fedavg", "ffa", "fedsa")
 
 
@@ -54,35 +57,40 @@ def llm_eval(adapter: Path | None, task: str, limit: int, out: Path, data: str |
 
 def score_clients(cfg: Any, adapter_of: Any, limit: int, folder: Path) -> dict[str, dict[str, float]]:
     """Each client's adapter (`adapter_of(client)`, None: the base model) on its own validation data."""
-    return {c.name: llm_eval(adapter_of(c), c.task, limit, folder / f"{c.name}.json", c.eval_data)
+    return {c.name: llm_eval(adapter_of(c), c.task, limit, folder / f"{c.name}.json", c.eval_file())
             for c in cfg.clients}  # fmt: skip
 
 
-def federated_config(rounds: int, local_steps: int, seed: int, aggregation: str) -> Any:
+def federated_config(run: str, rounds: int, local_steps: int, seed: int, aggregation: str) -> Any:
     from fintune.config.files import parse_overrides
     from fintune.federated.config import load_federated_run
 
     overrides = parse_overrides([f"rounds={rounds}", f"local_steps={local_steps}", f"aggregation={aggregation}",
                                  "eval_limit=16", "eval_base=false", f"llm.seed={seed}"])  # fmt: skip
-    return load_federated_run(CONFIG, RUN, overrides)
+    return load_federated_run(CONFIG, run, overrides)
 
 
-def own_data(cfg: Any, records: int | None, shared_labels: bool, seed: int, folder: Path) -> None:
-    """Write each client's data (a seeded sample of `records`, the shared label set) and point it there."""
-    from fintune.data.tasks import as_sentiment_record, get_task
+def own_data(cfg: Any, records: int, seed: int, folder: Path) -> None:
+    """Give each client a seeded sample of `records` records of its train split (a file in `folder`)."""
+    from fintune.data.tasks import get_task
     from fintune.llm.data import sample_examples
 
     folder.mkdir(parents=True, exist_ok=True)
     for client in cfg.clients:
-        task = get_task(client.task)
-        train = sample_examples(task.path("train").read_text(encoding="utf-8").splitlines(), records, seed)
-        if shared_labels:  # the dev split is rewritten only here: otherwise the task's own is scored
-            dev = task.path("dev").read_text(encoding="utf-8").splitlines()
-            train, dev = ([json.dumps(as_sentiment_record(client.task, json.loads(r))) for r in rows]
-                          for rows in (train, dev))  # fmt: skip
-            client.eval_data = _write(folder / f"{client.name}-dev.jsonl", dev)
-            client.task = "sentiment"
-        client.data = _write(folder / f"{client.name}-train.jsonl", train)
+        rows = get_task(client.source or client.task).path("train").read_text(encoding="utf-8").splitlines()
+        client.data = _write(folder / f"{client.name}-train.jsonl", sample_examples(rows, records, seed))
+
+
+def pooled_data(cfg: Any, folder: Path) -> str:
+    """The clients' training records in one file of their shared task's fields (the centralised arm)."""
+    from fintune.data.loading import load_records
+    from fintune.data.tasks import as_sentiment_record, get_task
+
+    if len({c.task for c in cfg.clients}) != 1 or not all(c.source for c in cfg.clients):
+        raise SystemExit("pooling one file needs clients of one task, each on a source of it")
+    rows = [json.dumps(as_sentiment_record(c.source, r)) for c in cfg.clients
+            for r in load_records(c.train_file(), task=get_task(c.source)).rows]  # fmt: skip
+    return _write(folder / "pooled-train.jsonl", rows)
 
 
 def _write(path: Path, lines: list[str]) -> str:
@@ -107,11 +115,12 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
     folder = root / f"seed{seed}" / arm
     folder.mkdir(parents=True, exist_ok=True)
     federated = arm in ("fedavg", "ffa", "fedsa")
-    cfg = federated_config(args.rounds, args.local_steps, seed, arm if federated else "ffa")
-    if args.train_records or args.shared_labels:
-        if arm.startswith("central"):
-            raise SystemExit("the centralised arms pool the registry's train splits: leave them out here")
-        own_data(cfg, args.train_records, args.shared_labels, seed, root / f"seed{seed}" / "data")
+    cfg = federated_config(args.run, args.rounds, args.local_steps, seed, arm if federated else "ffa")
+    one_task = len({c.task for c in cfg.clients}) == 1
+    if args.train_records:
+        if arm.startswith("central") and not one_task:
+            raise SystemExit("the centralised arms of a run of different tasks pool the registry's train splits")
+        own_data(cfg, args.train_records, seed, root / f"seed{seed}" / "data")
     budget = args.rounds * args.local_steps
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -128,12 +137,19 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace, root: Path) -> list[d
         # proportional: the pooled records as they come (72% tfns); balanced: each client's task the same
         # share, as in the federation, where every client trains the same steps
         adapter = folder / "adapter"
-        mixing = "balanced" if arm == "central_balanced" else "proportional"
-        pooled = constant(cfg.client_llm(cfg.clients[0].name), budget * len(cfg.clients), task=None,
-                          tasks=[c.task for c in cfg.clients], mixing=mixing)  # fmt: skip
+        steps = budget * len(cfg.clients)
+        if one_task:
+            if arm == "central_balanced":
+                raise SystemExit("central_balanced mixes tasks: a run of one task has `central`")
+            data = pooled_data(cfg, root / f"seed{seed}" / "data")
+            pooled = constant(cfg.client_llm(cfg.clients[0].name), steps, dataset_path=data, eval_path=None)
+        else:
+            mixing = "balanced" if arm == "central_balanced" else "proportional"
+            pooled = constant(cfg.client_llm(cfg.clients[0].name), steps, task=None,
+                              tasks=[c.task for c in cfg.clients], mixing=mixing)  # fmt: skip
         if not (adapter / "adapter_config.json").is_file():
             train_llm(pooled, adapter, overwrite=True)
-        scored = {t: llm_eval(adapter, t, args.limit, folder / f"{t}.json") for t in TASKS}
+        scored = score_clients(cfg, lambda c: adapter, args.limit, folder)
     else:
         adapter = folder / "adapter"
         if not (adapter / "adapter_config.json").is_file():
@@ -158,14 +174,14 @@ def _bytes(document: dict[str, Any]) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| arm | " + " | ".join(f"{t} acc | {t} F1w" for t in TASKS) + " | mean acc | mean F1w | seeds |",
-             "|---|" + "---|" * (2 * len(TASKS) + 3)]  # fmt: skip
+    lines = ["| arm | " + " | ".join(f"{t} acc | {t} F1w" for t in CLIENTS) + " | mean acc | mean F1w | seeds |",
+             "|---|" + "---|" * (2 * len(CLIENTS) + 3)]  # fmt: skip
     for arm in ARMS:
         mine = [r for r in rows if r["arm"] == arm]
         if not mine:
             continue
         cells, accs, f1s = [], [], []
-        for task in TASKS:
+        for task in CLIENTS:
             values = [r for r in mine if r["task"] == task]
             acc = [r["accuracy"] for r in values]
             f1 = [r["f1_weighted"] for r in values]
@@ -186,6 +202,7 @@ def _spread(values: list[float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="sentiment_clients", help="a run of configs/federated.yaml")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--local-steps", type=int, default=10)
     parser.add_argument("--limit", type=int, default=200, help="dev records scored per task")
@@ -193,7 +210,6 @@ def main() -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--output", default="runs/federated-proof")
     parser.add_argument("--train-records", type=int, help="each client holds only this many train records")
-    parser.add_argument("--shared-labels", action="store_true", help="both clients on negative/neutral/positive")
     args = parser.parse_args()
     print(machine_line(), file=sys.stderr)
     root = Path(args.output)

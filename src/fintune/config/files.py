@@ -106,6 +106,10 @@ def _line(node: yaml.Node | None, keys: list[Any]) -> int | None:
     """1-based line of the value at `keys` in a composed YAML/JSON document, as deep as it exists."""
     line = None
     for key in keys:
+        if isinstance(node, yaml.SequenceNode) and str(key).isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]  # a list item (clients.0): its own line
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         for key_node, value_node in node.value:

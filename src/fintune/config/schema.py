@@ -11,6 +11,8 @@ EmbedLoss = Literal[
     "mnrl", "cached-mnrl", "cached-gist", "cosent", "cosine", "triplet", "contrastive", "margin-ranking"
 ]
 LLMMethod = Literal["lora", "qlora", "dora", "rslora", "pissa", "loftq"]
+# The losses MatryoshkaLoss wraps as tested here (the cached ones through its own cached-loss path).
+MATRYOSHKA_LOSSES = ("mnrl", "cached-mnrl", "cached-gist")
 CONTRADICTION_SEP = "\n"  # joins contradictions in one ValueError; files.py splits them back
 # Validation context for a run read back from an output folder: every field was written out, so none
 # counts as explicitly chosen (a recorded `peft_use_dora: false` beside `method: dora` is the default).
@@ -121,6 +123,11 @@ class EmbedRunConfig(RunBase):
     guide_model: str | None = Field(
         None, description="cached-gist: the frozen model whose scores drop in-batch false negatives (default: the base)"
     )
+    matryoshka_dims: list[int] | None = Field(
+        None,
+        description="Matryoshka: also train each leading slice of the embedding (e.g. [384, 256, 128, 64]) with the "
+        "same loss, so a store can keep fewer dimensions (mnrl, cached-mnrl, cached-gist)",
+    )
     hard_negatives: int = Field(
         0, ge=0, description="negatives mined per query by the base model for (query, passage) pairs (0: in-batch only)"
     )
@@ -171,9 +178,20 @@ class EmbedRunConfig(RunBase):
             problems.append(f"guide_model is only used by loss 'cached-gist', not '{self.loss}'")
         if self.temperature is not None and self.loss not in ("mnrl", "cached-mnrl", "cached-gist"):
             problems.append(f"temperature is used by the mnrl, cached-mnrl and cached-gist losses, not '{self.loss}'")
+        if self.matryoshka_dims is not None:
+            problems += _matryoshka_problems(self.matryoshka_dims, self.loss)
         if problems:
             raise ValueError(CONTRADICTION_SEP.join(problems))
         return self
+
+
+def _matryoshka_problems(dims: list[int], loss: str) -> list[str]:
+    problems = []
+    if loss not in MATRYOSHKA_LOSSES:
+        problems.append(f"matryoshka_dims needs loss {', '.join(MATRYOSHKA_LOSSES)}, not '{loss}'")
+    if not dims or any(d < 1 for d in dims) or len(set(dims)) != len(dims):
+        problems.append(f"matryoshka_dims must be distinct positive sizes, got {dims}")
+    return problems
 
 
 class LLMRunConfig(RunBase):

@@ -102,6 +102,19 @@ class WeightedLoss(nn.Module):
 def build_loss(
     name: EmbedLoss, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool = False
 ) -> nn.Module:
+    """The training loss `name`, wrapped in MatryoshkaLoss when `matryoshka_dims` is set."""
+    loss = _loss(name, model, config, distributed)
+    if not config.matryoshka_dims:
+        return loss
+    width = model.get_sentence_embedding_dimension()
+    too_wide = [d for d in config.matryoshka_dims if width is not None and d > width]
+    if too_wide:
+        raise UsageError(f"matryoshka_dims {too_wide} exceed the model's {width} dimensions")
+    dims = sorted(config.matryoshka_dims, reverse=True)
+    return losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)
+
+
+def _loss(name: EmbedLoss, model: SentenceTransformer, config: EmbedRunConfig, distributed: bool) -> nn.Module:
     directions: tuple[MNRLDirection, ...] = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
     scale = 1.0 / config.temperature if config.temperature else 20.0  # 20: sentence-transformers' default
     if name == "mnrl":

@@ -23,6 +23,7 @@ from fintune.config.files import (
     read_runs,
 )
 from fintune.config.schema import CONTRADICTION_SEP, LLMRunConfig
+from fintune.data.tasks import get_task
 from fintune.federated.aggregation import Aggregation
 
 # Methods whose adapter is plain A/B pairs from a seeded initialisation: PiSSA/LoftQ rewrite the base
@@ -37,14 +38,37 @@ class ClientSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="client name (records, personalised adapter folder)")
     task: str | None = Field(None, description="registry task: prompt, labels and metric (see `fintune data tasks`)")
-    data: str | None = Field(None, description="training file (default: the task's train split)")
-    eval_data: str | None = Field(None, description="validation file (default: the task's dev split)")
+    source: str | None = Field(
+        None,
+        description="one source of a multi-source task (sentiment: fpb, tfns, fiqa_sa_score): the client holds "
+        "that source's records, trained and scored in the task's one label set",
+    )
+    data: str | None = Field(None, description="training file (default: the task's, or its source's, train split)")
+    eval_data: str | None = Field(None, description="validation file (default: the task's, or its source's, dev split)")
 
     @model_validator(mode="after")
     def _has_data(self) -> ClientSpec:
         if self.task is None and self.data is None:
             raise ValueError(f"client '{self.name}' needs a task or a data file")
+        if self.source is not None:
+            parts = get_task(self.task).parts if self.task else ()
+            if self.source not in parts:
+                have = f"its sources are {', '.join(parts)}" if parts else "it has no sources"
+                raise ValueError(f"client '{self.name}': source '{self.source}' is not a source of task "
+                                 f"'{self.task}' ({have})")  # fmt: skip
         return self
+
+    def train_file(self) -> str | None:
+        """The client's training file: its own, its source's train split, or None (the task's train split)."""
+        return self.data or self._source_file("train")
+
+    def eval_file(self) -> str | None:
+        """The client's validation file: its own, its source's dev split, or None (the task's dev split)."""
+        return self.eval_data or self._source_file("dev")
+
+    def _source_file(self, split: str) -> str | None:
+        # a source's file in its own schema: the multi-source task maps it onto its labels (llm.data.file_part)
+        return str(get_task(self.source).path(split)) if self.source else None
 
 
 class FederatedRunConfig(BaseModel):
@@ -107,8 +131,8 @@ class FederatedRunConfig(BaseModel):
         # exclude_unset: a default stays a default (lora_skip_layers gives way on a shallow model)
         body = self.llm.model_dump(exclude={"pipeline"}, exclude_unset=True) | {
             "task": spec.task,
-            "dataset_path": spec.data,
-            "eval_path": spec.eval_data,
+            "dataset_path": spec.train_file(),
+            "eval_path": spec.eval_file(),
             "eval_limit": self.eval_limit,
             "max_steps": self.local_steps,
             "warmup_ratio": 0.0,  # a warmup or decay would restart every round

@@ -78,7 +78,7 @@ def validation_sets(cfg: FederatedRunConfig) -> ValidationSets:
     out: ValidationSets = {}
     for spec in cfg.clients:
         if spec.task:
-            chosen = evaluation_examples(spec.task, spec.eval_data, cfg.llm.seed, cfg.eval_limit)
+            chosen = evaluation_examples(spec.task, spec.eval_file(), cfg.llm.seed, cfg.eval_limit)
         elif spec.eval_data:
             chosen = file_examples(spec.eval_data)
         else:

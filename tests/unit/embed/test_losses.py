@@ -195,3 +195,28 @@ def test_weighted_loss_scales_the_inner_loss():
             return torch.tensor(2.5)
 
     assert WeightedLoss(Constant(), 0.3)([], None).item() == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("name", ["mnrl", "cached-mnrl"])
+def test_matryoshka_adds_the_loss_on_each_leading_slice(tiny_model, name):
+    tiny_model.eval()  # no dropout: the hand computation sees the same embeddings
+    texts = (["q one", "q two", "q three"], ["d one", "d two", "d x"])
+    with torch.no_grad():
+        queries, positives = (tiny_model(features(tiny_model, t))["sentence_embedding"] for t in texts)
+    full = tiny_model.get_sentence_embedding_dimension()
+    small = full // 4
+    expected = mnrl_by_hand(queries, positives) + mnrl_by_hand(queries[:, :small], positives[:, :small])
+    loss = build_loss(name, tiny_model, EmbedRunConfig(loss=name, batch_size=2, matryoshka_dims=[small, full]))
+    value = loss([features(tiny_model, t) for t in texts], None).item()
+    assert value == pytest.approx(expected.item(), rel=1e-4)
+    assert value > mnrl_by_hand(queries, positives).item()  # not the full-width loss alone
+
+
+def test_matryoshka_refuses_other_losses_and_sizes_it_cannot_cut(tiny_model):
+    with pytest.raises(ValueError, match="matryoshka_dims needs loss mnrl, cached-mnrl, cached-gist, not 'triplet'"):
+        EmbedRunConfig(loss="triplet", matryoshka_dims=[8])
+    with pytest.raises(ValueError, match="distinct positive sizes"):
+        EmbedRunConfig(matryoshka_dims=[8, 8])
+    wide = tiny_model.get_sentence_embedding_dimension() + 1
+    with pytest.raises(ValueError, match=f"matryoshka_dims \\[{wide}\\] exceed the model's"):
+        build_loss("mnrl", tiny_model, EmbedRunConfig(matryoshka_dims=[wide]))

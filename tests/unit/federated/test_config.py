@@ -75,3 +75,52 @@ def test_round_steps_follow_local_epochs_when_set():
     assert [cfg.round_steps(n) for n in (1, 100)] == [7, 7]
     cfg = FederatedRunConfig.model_validate(body | {"local_steps": 7, "local_epochs": 1.5})
     assert [cfg.round_steps(n) for n in (1, 16, 17, 100)] == [1, 3, 4, 19]  # ceil(1.5 n / 8), at least 1
+
+
+@pytest.fixture
+def sources(tmp_path, monkeypatch):
+    """A stand-in shared data root: fpb and tfns train and dev splits recognisable by their text."""
+    from tests.conftest import write_jsonl
+
+    root = tmp_path / "shared"
+    labels = {"fpb": ("negative", "neutral", "positive"), "tfns": ("bearish", "neutral", "bullish")}
+    for part, names in labels.items():
+        for split in ("train", "dev"):
+            rows = [{"id": i, "text": f"{part}-{split} {i}", "label": names[i % 3]} for i in range(9)]
+            write_jsonl(root / "sentiment" / part / f"{split}.jsonl", rows)
+    monkeypatch.setenv("FINTUNE_DATA", str(root))
+    return root
+
+
+def test_a_source_client_trains_and_is_scored_on_its_source_in_the_tasks_labels(sources):
+    from fintune.federated.server import validation_sets
+    from fintune.llm.train import load_train_data
+
+    cfg = load_federated_run(SHIPPED, "sentiment_shared_labels")
+    assert [(c.name, c.task, c.source) for c in cfg.clients] == [
+        ("fpb", "sentiment", "fpb"),
+        ("tfns", "sentiment", "tfns"),
+    ]
+    data = load_train_data(cfg.client_llm("tfns"))
+    train = [e for _, e in data.train]
+    assert len(train) == 9 and all(e.prompt.count("tfns-train") == 1 for e in train)  # only its own source
+    assert sorted({e.target for e in train}) == ["negative", "neutral", "positive"]  # bearish/bullish mapped
+    assert all(e.labels == ("negative", "neutral", "positive") for e in train)
+    assert all("tfns-dev" in e.prompt for e in data.eval["sentiment"])
+    scored = validation_sets(cfg)  # the server's: each client on its own source's dev split
+    assert all("fpb-dev" in e.prompt for e in scored["fpb"][1]) and all(
+        "tfns-dev" in e.prompt for e in scored["tfns"][1]
+    )
+    own = cfg.model_copy(update={"clients": [cfg.clients[0].model_copy(update={"data": str(sources / "own.jsonl")})]})
+    assert own.clients[0].train_file() == str(sources / "own.jsonl")  # a file of its own wins over the source's
+
+
+def test_a_source_must_belong_to_the_clients_task(tmp_path):
+    path = tmp_path / "fed.yaml"
+    clients = "    - name: a\n      task: fpb\n      source: tfns\n    - {name: b, task: sentiment, source: ner}\n"
+    path.write_text("r:\n  clients:\n" + clients)
+    with pytest.raises(ConfigError) as err:
+        load_federated_run(path, "r")
+    text = str(err.value)
+    assert f"{path}:3: r.clients.0: client 'a': source 'tfns' is not a source of task 'fpb' (it has no sources)" in text
+    assert "source 'ner' is not a source of task 'sentiment' (its sources are fpb, tfns, fiqa_sa_score)" in text
