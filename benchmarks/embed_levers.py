@@ -10,6 +10,12 @@ library's defaults) on the same grouped training pairs.
     .venv/bin/python benchmarks/embed_levers.py --name no-hn --alphas 1 hard_negatives=0
     .venv/bin/python benchmarks/embed_levers.py --name mrl --dims 128,64 matryoshka_dims=[384,256,128,64]
 
+`--score-groups N` with `validation_groups=M` (M > N) trains on M fewer companies but scores only the
+queries of the first N held-out ones (the same N companies as `validation_groups=N`: the seeded draw of M
+begins with the draw of N), so training on fewer companies is compared on one validation set:
+
+    .venv/bin/python benchmarks/embed_levers.py --name 34-companies --score-groups 10 validation_groups=20
+
 `--dims` also scores the grouped validation on the embeddings' leading dimensions only (what a store
 keeping fewer dimensions searches); one line per (alpha, dims), `dims` null for the full width.
 """
@@ -41,6 +47,25 @@ def _sampled(data, seed: int, distractors: int = 1000):
     return dataclasses.replace(data, corpus={d: v for d, v in data.corpus.items() if d in keep})
 
 
+def _first_groups(data, grouped, n: int, seed: int):
+    """The validation queries of the first `n` groups of the seeded draw (fintune.embed.grouped's)."""
+    import dataclasses
+    import random
+
+    from fintune.embed.grouped import query_group
+
+    names = sorted({query_group(grouped.train, q, grouped.field) for q in grouped.train.qrels} | set(grouped.held_out))
+    first = set(random.Random(seed).sample(names, len(grouped.held_out))[:n])
+    assert first == set(random.Random(seed).sample(names, n)), "the draw of M does not begin with the draw of N"
+    keep = {q for q in data.qrels if query_group(data, q, grouped.field) in first}
+    print(f"scored: the {len(keep)} queries of {', '.join(sorted(first))}", file=sys.stderr)
+    return dataclasses.replace(
+        data,
+        queries={q: t for q, t in data.queries.items() if q in keep},
+        qrels={q: r for q, r in data.qrels.items() if q in keep},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -49,6 +74,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--base", action="store_true", help="also score the base model (alpha 0)")
     parser.add_argument("--dims", default="", help="also score truncated to these widths, e.g. 128,64")
+    parser.add_argument("--score-groups", type=int, help="score only the first N held-out groups' queries")
     parser.add_argument("--out", default="embed_levers.jsonl")
     parser.add_argument(
         "--sampled", action="store_true", help="score on the judged passages + 1,000 distractors (screening)"
@@ -92,6 +118,8 @@ def main() -> None:
     tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
     style = style_check_data()
     validation = _sampled(setup.eval_data, config.seed) if args.sampled else setup.eval_data
+    if args.score_groups:
+        validation = _first_groups(validation, setup.grouped, args.score_groups, config.seed)
     alphas = [float(a) for a in args.alphas.split(",")] + ([0.0] if args.base else [])
     widths: list[int | None] = [None] + [int(d) for d in args.dims.split(",") if d]
     for alpha, width in ((a, w) for a in alphas for w in widths):

@@ -106,7 +106,7 @@ def build_loss(
     loss = _loss(name, model, config, distributed)
     if not config.matryoshka_dims:
         return loss
-    width = model.get_sentence_embedding_dimension()
+    width = model.get_embedding_dimension()
     too_wide = [d for d in config.matryoshka_dims if width is not None and d > width]
     if too_wide:
         raise UsageError(f"matryoshka_dims {too_wide} exceed the model's {width} dimensions")

@@ -203,7 +203,7 @@ def test_matryoshka_adds_the_loss_on_each_leading_slice(tiny_model, name):
     texts = (["q one", "q two", "q three"], ["d one", "d two", "d x"])
     with torch.no_grad():
         queries, positives = (tiny_model(features(tiny_model, t))["sentence_embedding"] for t in texts)
-    full = tiny_model.get_sentence_embedding_dimension()
+    full = tiny_model.get_embedding_dimension()
     small = full // 4
     expected = mnrl_by_hand(queries, positives) + mnrl_by_hand(queries[:, :small], positives[:, :small])
     loss = build_loss(name, tiny_model, EmbedRunConfig(loss=name, batch_size=2, matryoshka_dims=[small, full]))
@@ -217,6 +217,6 @@ def test_matryoshka_refuses_other_losses_and_sizes_it_cannot_cut(tiny_model):
         EmbedRunConfig(loss="triplet", matryoshka_dims=[8])
     with pytest.raises(ValueError, match="distinct positive sizes"):
         EmbedRunConfig(matryoshka_dims=[8, 8])
-    wide = tiny_model.get_sentence_embedding_dimension() + 1
+    wide = tiny_model.get_embedding_dimension() + 1
     with pytest.raises(ValueError, match=f"matryoshka_dims \\[{wide}\\] exceed the model's"):
         build_loss("mnrl", tiny_model, EmbedRunConfig(matryoshka_dims=[wide]))
