@@ -11,8 +11,8 @@ library's defaults) on the same grouped training pairs.
     .venv/bin/python benchmarks/embed_levers.py --name mrl --dims 128,64 matryoshka_dims=[384,256,128,64]
 
 `--score-groups N` with `validation_groups=M` (M > N) trains on M fewer companies but scores only the
-queries of the first N held-out ones (the same N companies as `validation_groups=N`: the seeded draw of M
-begins with the draw of N), so training on fewer companies is compared on one validation set:
+queries of the N companies `validation_groups=N` holds out (drawn by fintune's own split; the script checks
+they are among the M), so training on fewer companies is compared on one validation set:
 
     .venv/bin/python benchmarks/embed_levers.py --name 34-companies --score-groups 10 validation_groups=20
 
@@ -48,15 +48,15 @@ def _sampled(data, seed: int, distractors: int = 1000):
 
 
 def _first_groups(data, grouped, n: int, seed: int):
-    """The validation queries of the first `n` groups of the seeded draw (fintune.embed.grouped's)."""
+    """The validation queries of the groups `validation_groups=n` holds out (fintune.embed.grouped's own draw)."""
     import dataclasses
-    import random
 
-    from fintune.embed.grouped import query_group
+    from fintune.data.beir import load_beir
+    from fintune.embed.grouped import grouped_split, query_group
 
-    names = sorted({query_group(grouped.train, q, grouped.field) for q in grouped.train.qrels} | set(grouped.held_out))
-    first = set(random.Random(seed).sample(names, len(grouped.held_out))[:n])
-    assert first == set(random.Random(seed).sample(names, n)), "the draw of M does not begin with the draw of N"
+    train = load_beir(grouped.train.folder, "train", skip_invalid=True)  # the folder the split was drawn from
+    first = set(grouped_split(train, grouped.field, n, seed).held_out)
+    assert first <= set(grouped.held_out), "the draw of M does not contain the draw of N"
     keep = {q for q in data.qrels if query_group(data, q, grouped.field) in first}
     print(f"scored: the {len(keep)} queries of {', '.join(sorted(first))}", file=sys.stderr)
     return dataclasses.replace(
