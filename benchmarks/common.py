@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 
 def matmul_gflops(dtype_name: str, n: int = 1024, repeat: int = 10) -> float:
@@ -67,3 +72,14 @@ def train_plain_minilm(dataset, batch_size: int, max_steps: int | None, output_d
     start = time.perf_counter()
     trainer.train()
     return model, time.perf_counter() - start, trainer.state.global_step
+
+
+def llm_eval(
+    adapter: str | Path | None, task: str, out: Path, limit: int | None = None, data: str | None = None
+) -> dict[str, Any]:
+    """`fintune llm eval` in its own process (the CLI's figures exactly); its JSON report. None: base SmolLM2."""
+    target = ["--adapter", str(adapter)] if adapter else ["--model", "smollm2"]
+    extra = [*(["--data", data] if data else []), *(["--limit", str(limit)] if limit else [])]
+    command = [sys.executable, "-m", "fintune", "llm", "eval", *target, "--task", task, *extra, "--output", str(out)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())

@@ -29,13 +29,13 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import llm_eval as common_llm_eval
 from common import machine_line
 
 CONFIG = "configs/federated.yaml"
@@ -44,13 +44,7 @@ ARMS = ("base", "local", "central", "central_balanced", "fedavg", "ffa", "fedsa"
 
 
 def llm_eval(adapter: Path | None, task: str, limit: int, out: Path, data: str | None = None) -> dict[str, float]:
-    """`fintune llm eval` in its own process: the CLI's figures exactly."""
-    target = ["--adapter", str(adapter)] if adapter else ["--model", "smollm2"]
-    source = ["--data", data] if data else []
-    command = [sys.executable, "-m", "fintune", "llm", "eval", *target, "--task", task, *source,
-               "--limit", str(limit), "--output", str(out)]  # fmt: skip
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    metrics = json.loads(out.read_text())
+    metrics = common_llm_eval(adapter, task, out, limit, data)
     metrics = metrics.get("metrics", metrics)
     return {"accuracy": metrics["accuracy"], "f1_weighted": metrics["f1_weighted"]}
 
