@@ -35,23 +35,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import llm_eval as common_llm_eval
-from common import machine_line
+from common import llm_eval, machine_line
 
 CONFIG = "configs/federated.yaml"
 CLIENTS = ("fpb", "tfns")  # the client names of both runs
 ARMS = ("base", "local", "central", "central_balanced", "fedavg", "ffa", "fedsa")
 
 
-def llm_eval(adapter: Path | None, task: str, limit: int, out: Path, data: str | None = None) -> dict[str, float]:
-    metrics = common_llm_eval(adapter, task, out, limit, data)
-    metrics = metrics.get("metrics", metrics)
+def accuracy_f1(adapter: Path | None, task: str, limit: int, out: Path, data: str | None = None) -> dict[str, float]:
+    metrics = llm_eval(adapter, task, out, limit, data)
     return {"accuracy": metrics["accuracy"], "f1_weighted": metrics["f1_weighted"]}
 
 
 def score_clients(cfg: Any, adapter_of: Any, limit: int, folder: Path) -> dict[str, dict[str, float]]:
     """Each client's adapter (`adapter_of(client)`, None: the base model) on its own validation data."""
-    return {c.name: llm_eval(adapter_of(c), c.task, limit, folder / f"{c.name}.json", c.eval_file())
+    return {c.name: accuracy_f1(adapter_of(c), c.task, limit, folder / f"{c.name}.json", c.eval_file())
             for c in cfg.clients}  # fmt: skip
 
 
