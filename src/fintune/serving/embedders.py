@@ -38,6 +38,10 @@ class Embedder:
     queue: list[_Pending] = field(default_factory=list)
     wakeup: asyncio.Event | None = None
     runner: asyncio.Task[None] | None = None
+    # A fast tokenizer is not thread-safe: each call sets the shared padding/truncation state, so a token
+    # count on one thread can switch padding off under an encode on another (ragged batch, HTTP 500).
+    # Every use of the model goes through this lock; encoding already uses every core, so nothing is lost.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def dimension(self) -> int:
@@ -52,8 +56,19 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encode = {"query": self.model.encode_query, "document": self.model.encode_document}.get(kind, self.model.encode)
-        vectors = encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        with self.lock:
+            vectors = encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads for `texts` (special tokens included, truncated as it truncates); 0 without a
+        tokenizer (an ONNX export counts none)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            return 0
+        with self.lock:
+            encoded = tokenizer(texts, add_special_tokens=True, truncation=True)
+        return sum(len(ids) for ids in encoded["input_ids"])
 
     async def encode(self, texts: list[str], kind: InputType = "plain") -> np.ndarray:
         """Vectors for `texts`, encoded together with whatever other requests arrive meanwhile."""

@@ -98,7 +98,7 @@ def router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
             raise HTTPException(400, f"dimensions: {target.model} makes {embedder.dimension}-dim vectors")
         vectors = await embedder.encode(texts, body.input_type)
         served_by(response, target)
-        tokens = _count_tokens(embedder.model, texts)
+        tokens = await asyncio.to_thread(embedder.count_tokens, texts)
         return {
             "object": "list",
             "data": [
@@ -271,13 +271,6 @@ def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:
     return [float(x) for x in vector]
 
 
-def _count_tokens(model: Any, texts: list[str]) -> int:
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:
-        return 0
-    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=True, truncation=True)["input_ids"])
-
-
 def _collection(rt: Runtime, body: SearchRequest) -> tuple[Target, str, Any]:
     """The embedding model, store and physical collection a search reads, resolved together."""
     if body.deployment:
@@ -319,7 +312,8 @@ def _search(
     with rt.store(url) as store:
         searcher = Searcher(store, info, embeddings)
         if info.prefix:  # the collection was built with prefixes: let the searcher embed as it does offline
-            return searcher.search(queries, body.k, body.filter, hybrid=HybridSettings() if body.hybrid else None)
+            with embedder.lock:  # it encodes with the shared model (see Embedder.lock)
+                return searcher.search(queries, body.k, body.filter, hybrid=HybridSettings() if body.hybrid else None)
         hybrid = HybridSettings() if body.hybrid else None
         return searcher.search_vectors(queries, vectors, body.k, body.filter, hybrid=hybrid)
 

@@ -55,3 +55,51 @@ def test_an_encoder_error_reaches_every_request_of_the_batch(tiny_bert_dir) -> N
 
     results = asyncio.run(together())
     assert [str(r) for r in results] == ["encoder failed"] * 3
+
+
+def test_token_counts_never_run_inside_an_encode_call(tiny_bert_dir) -> None:
+    """A fast tokenizer's padding state is shared: a count during an encode broke the batch (HTTP 500)."""
+    import threading
+    import time
+
+    class Slow(Counting):
+        """Encodes slowly and records any tokenizer call that lands while an encode is running."""
+
+        def __init__(self, model):
+            super().__init__(model)
+            self.encoding, self.overlaps = False, 0
+            outer, inner = self, model.tokenizer
+
+            class Watching:
+                def __call__(self, *args, **kwargs):
+                    outer.overlaps += outer.encoding
+                    return inner(*args, **kwargs)
+
+            self.tokenizer = Watching()
+
+        def encode(self, texts, **kwargs):
+            self.encoding = True
+            time.sleep(0.2)
+            try:
+                return self.model.encode(texts, **kwargs)
+            finally:
+                self.encoding = False
+
+    model = SentenceTransformer(str(tiny_bert_dir), device="cpu")
+    slow = Slow(model)
+    embedder = Embedder("tiny", slow)
+    counts: list[int] = []
+
+    def count_while_encoding() -> None:
+        while not slow.encoding:
+            time.sleep(0.001)
+        counts.append(embedder.count_tokens(TEXTS[:2]))
+
+    counter = threading.Thread(target=count_while_encoding)
+    counter.start()
+    vectors = embedder.encode_now(TEXTS[:3], "plain")
+    counter.join()
+    assert slow.overlaps == 0
+    assert vectors.shape[0] == 3
+    expected = sum(len(ids) for ids in model.tokenizer(TEXTS[:2], add_special_tokens=True)["input_ids"])
+    assert counts == [expected]
