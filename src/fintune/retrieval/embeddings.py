@@ -12,6 +12,11 @@ QUERY_PREFIX = "Financial question: "
 DOCUMENT_PREFIX = "Financial filing passage: "
 
 
+def with_prefix(texts: list[str], prefix: str) -> list[str]:
+    """`texts` as the encoder reads them (the serving API prefixes before its cross-request batcher)."""
+    return [prefix + t for t in texts] if prefix else texts
+
+
 class FinancialEmbeddings(Embeddings):
     """`Embeddings` over `fintune.embed.model.load_embedder`: an alias, a tuned folder, a hub id or an
     ONNX export. Usable by any LangChain vector store; the model loads on first use."""
@@ -57,8 +62,7 @@ class FinancialEmbeddings(Embeddings):
         return self._encode(self.model.encode_query, QUERY_PREFIX, texts)
 
     def _encode(self, encode: Any, prefix: str, texts: list[str]) -> list[list[float]]:
-        if self.add_financial_prefix:
-            texts = [prefix + t for t in texts]
+        texts = with_prefix(texts, prefix if self.add_financial_prefix else "")
         vectors = encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=self.show_progress
         )

@@ -156,8 +156,8 @@ def router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         _check_size(queries)
         target, store_url, info = await _guarded(lambda: asyncio.to_thread(_collection, rt, body))
         embedder = await _guarded(lambda: asyncio.to_thread(rt.embedder, target))
-        vectors = (await embedder.encode(queries, "query")).tolist()
-        hits = await _guarded(lambda: asyncio.to_thread(_search, rt, store_url, info, embedder, queries, vectors, body))
+        vectors = await _query_vectors(embedder, info, queries)
+        hits = await _guarded(lambda: asyncio.to_thread(_search, rt, store_url, info, queries, vectors, body))
         served_by(response, target)
         return {
             "collection": info.name,
@@ -173,10 +173,8 @@ def router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         target, store_url, info = await _guarded(lambda: asyncio.to_thread(_collection, rt, search))
         llm = await _guarded(lambda: asyncio.to_thread(rt.chat_target, body.llm or "smollm2"))
         embedder = await _guarded(lambda: asyncio.to_thread(rt.embedder, target))
-        vector = (await embedder.encode([body.question], "query")).tolist()
-        hits = await _guarded(
-            lambda: asyncio.to_thread(_search, rt, store_url, info, embedder, [body.question], vector, search)
-        )
+        vector = await _query_vectors(embedder, info, [body.question])
+        hits = await _guarded(lambda: asyncio.to_thread(_search, rt, store_url, info, [body.question], vector, search))
         answer = await _guarded(lambda: asyncio.to_thread(_answer, rt, llm, body, hits[0]))
         served_by(response, target)
         response.headers["X-Fintune-LLM-Version"] = llm.version
@@ -300,20 +298,25 @@ def _collection(rt: Runtime, body: SearchRequest) -> tuple[Target, str, Any]:
     return Target(info.model, None, info.model), url, info
 
 
+async def _query_vectors(embedder: Any, info: Any, queries: list[str]) -> list[list[float]]:
+    """The queries' vectors through the batcher, prefixed as the offline search prefixes them when the
+    collection was built with prefixes (`fintune index --add-financial-prefix`)."""
+    from fintune.retrieval.embeddings import QUERY_PREFIX, with_prefix
+
+    texts = with_prefix(queries, QUERY_PREFIX if info.prefix else "")
+    return (await embedder.encode(texts, "query")).tolist()
+
+
 def _search(
-    rt: Runtime, url: str, info: Any, embedder: Any, queries: list[str], vectors: list[list[float]], body: SearchRequest
+    rt: Runtime, url: str, info: Any, queries: list[str], vectors: list[list[float]], body: SearchRequest
 ) -> list[list[Any]]:
     from fintune.retrieval.embeddings import FinancialEmbeddings
     from fintune.retrieval.hybrid import HybridSettings
     from fintune.retrieval.search import Searcher
 
-    embeddings = FinancialEmbeddings(embedder.key, add_financial_prefix=info.prefix)
-    embeddings._model = embedder.model
     with rt.store(url) as store:
-        searcher = Searcher(store, info, embeddings)
-        if info.prefix:  # the collection was built with prefixes: let the searcher embed as it does offline
-            with embedder.lock:  # it encodes with the shared model (see Embedder.lock)
-                return searcher.search(queries, body.k, body.filter, hybrid=HybridSettings() if body.hybrid else None)
+        # The vectors are made: these embeddings never load their model (search_vectors encodes nothing).
+        searcher = Searcher(store, info, FinancialEmbeddings(info.model, add_financial_prefix=info.prefix))
         hybrid = HybridSettings() if body.hybrid else None
         return searcher.search_vectors(queries, vectors, body.k, body.filter, hybrid=hybrid)
 

@@ -153,3 +153,30 @@ def test_predict_through_an_llm_deployment_switch_and_rollback_fails_nothing(ser
     assert {version for _, version, _ in results} == {"v1", "v2"}
     for _, version, body in results:
         assert body == expected[version]  # each answer is its own version's
+
+
+def test_search_of_a_prefixed_collection_equals_the_offline_search(serve, beir_slice, tmp_path) -> None:
+    """A collection indexed with --add-financial-prefix: the API prefixes its queries (through the batcher)
+    exactly as `fintune search` does, so ids and scores match; without the prefix the scores would differ."""
+    from fintune.retrieval.corpus import read_corpus
+    from fintune.retrieval.index import index_corpus
+    from fintune.retrieval.search import open_collection
+    from fintune.retrieval.stores import open_store
+
+    lines = (beir_slice / "corpus.jsonl").read_text().splitlines()[:40]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    folder = tmp_path / "store"
+    store = open_store(str(folder))
+    try:
+        corpus = read_corpus(tmp_path / "corpus.jsonl")
+        index_corpus(store, "tenk", corpus, model="minilm", add_financial_prefix=True, progress=False)
+        offline = open_collection(store, "tenk").search(TEXTS[:2], k=5)
+    finally:
+        store.close()
+    with serve([tmp_path]) as url:
+        body = {"store": str(folder), "collection": "tenk", "query": TEXTS[:2], "k": 5}
+        response = client(url).post("/v1/search", json=body)
+    assert response.status_code == 200, response.text
+    for want, got in zip(offline, response.json()["results"], strict=True):
+        assert [h["id"] for h in got["hits"]] == [h.id for h in want]
+        assert np.allclose([h["score"] for h in got["hits"]], [h.score for h in want], atol=1e-4)
