@@ -131,6 +131,11 @@ class EmbedRunConfig(RunBase):
     hard_negatives: int = Field(
         0, ge=0, description="negatives mined per query by the base model for (query, passage) pairs (0: in-batch only)"
     )
+    batch_group_by: str | None = Field(
+        None,
+        description="fill each batch from as few groups of this BEIR query field (e.g. ticker) as it can, so "
+        "in-batch negatives come from the same companies (default: random batches)",
+    )
     hard_negative_margin: float = Field(0.1, ge=0, description="skip mined negatives this close to the positive")
     wise_alpha: float | Literal["auto"] | None = Field(
         None,

@@ -29,6 +29,7 @@ class TrainingData:
     corpus: list[str] | None = None  # passages to mine hard negatives from (BEIR sources)
     skipped: int = 0
     splittable: bool = False  # whole documents (plain or labelled texts) that may be cut into pieces
+    anchor_groups: dict[str, str] | None = None  # query text -> its group (batch_group_by)
 
 
 def load_training_data(

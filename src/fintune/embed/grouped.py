@@ -124,3 +124,15 @@ def training_pairs(split: BeirData) -> tuple[list[str], list[str]]:
             anchors.append(split.queries[qid])
             positives.append(split.doc_text(doc_id))
     return anchors, positives
+
+
+def anchor_groups(split: BeirData, field: str) -> dict[str, str]:
+    """Each judged query's text -> its group under `field` (its own, else its passages'; batch_group_by)."""
+    groups = {q: query_group(split, q, field) for q in split.qrels}
+    missing = [q for q, g in groups.items() if g is None]
+    if missing:
+        raise UsageError(
+            f"{split.folder}: batch_group_by '{field}': {len(missing)} {split.split} queries have no such field "
+            f"(first: {missing[0]}), nor one passage value; name a field every query has"
+        )
+    return {split.queries[q]: str(g) for q, g in groups.items()}

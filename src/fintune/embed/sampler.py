@@ -8,7 +8,7 @@ length, cuts it into batches and shuffles the batches, so batches are both short
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 from datasets import Dataset
@@ -88,3 +88,45 @@ class LengthBucketBatchSampler(DefaultBatchSampler):
         # The Trainer reads it once, before the first epoch: a later epoch that needs a batch more than the
         # first (another shuffle, other repeats side by side) leaves its last batch to the next epoch's order.
         return len(self._plan(self.epoch))
+
+
+class GroupedBatchSampler(LengthBucketBatchSampler):
+    """Batches that draw from as few groups (companies) as the batch size allows.
+
+    In a random batch most negatives come from other companies, and a generic question ("When does the
+    Company's fiscal year end?") then learns to push away another company's passage on the same topic:
+    a false negative. Here each epoch shuffles the groups' order and each group's rows, cuts the
+    concatenation into batches (repeated texts still kept apart), sorts each batch by length (cached
+    losses' mini-batches pad less; the loss ignores order) and shuffles the batches. A row whose anchor
+    has no group forms its own. Not in sentence-transformers: its GROUP_BY_LABEL needs a label column,
+    which MNRL would read as an input."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns=None,
+        generator: torch.Generator | None = None,
+        seed: int = 0,
+        anchor_groups: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(dataset, batch_size, drop_last, valid_label_columns, generator, seed)
+        anchors = dataset[dataset.column_names[0]]
+        groups = anchor_groups or {}
+        self.groups = [groups.get(a, f"\0row{i}") for i, a in enumerate(anchors)]
+
+    def _plan(self, epoch: int) -> list[list[int]]:
+        if self._planned is not None and self._planned[0] == epoch:
+            return self._planned[1]
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + epoch)
+        members: dict[str, list[int]] = {}
+        for row in torch.randperm(len(self.groups), generator=generator).tolist():
+            members.setdefault(self.groups[row], []).append(row)
+        names = list(members)
+        order = [row for g in torch.randperm(len(names), generator=generator).tolist() for row in members[names[g]]]
+        batches = [sorted(b, key=self.lengths.__getitem__) for b in self._batches_without_duplicates(order)]
+        plan = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        self._planned = (epoch, plan)
+        return plan

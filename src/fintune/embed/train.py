@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,11 @@ from fintune.embed.clock import ClockedTrainer
 from fintune.embed.evaluate import RetrievalResult, encode_corpus, evaluate_retrieval, ir_evaluator
 from fintune.embed.examples import TrainingData, load_training_data, split_long_documents
 from fintune.embed.freezing import freeze_layers
-from fintune.embed.grouped import GroupedSplit, grouped_split, resolve_group_field, training_pairs
+from fintune.embed.grouped import GroupedSplit, anchor_groups, grouped_split, resolve_group_field, training_pairs
 from fintune.embed.losses import WeightedLoss, build_loss, check_loss_fits
 from fintune.embed.negatives import mine_hard_negatives, with_negatives
 from fintune.embed.result import EmbedTrainResult
-from fintune.embed.sampler import LengthBucketBatchSampler
+from fintune.embed.sampler import GroupedBatchSampler, LengthBucketBatchSampler
 from fintune.embed.style_check import style_check_data
 from fintune.embed.towers import make_asymmetric, router_mapping, tower_param_groups
 from fintune.embed.wise import apply_wise, base_weights
@@ -155,7 +156,7 @@ def prepare_training(
     if config.hard_negatives:
         data = _add_hard_negatives(model, data, config, eval_data, base_corpus, notes)
     if config.augment:
-        data.dataset = _augmented(data.dataset, config.seed, notes)
+        data.dataset = _augmented(data.dataset, config.seed, notes, data.anchor_groups)
     trainer = _build_trainer(config, output, model, data, eval_data, device, skip_invalid, callbacks, notes)
     base_state = base_weights(trainer.model) if config.wise_alpha is not None else None
     return EmbedSetup(
@@ -231,6 +232,9 @@ def _training_examples(
         pairs = Dataset.from_dict({"anchor": anchors, "positive": positives})
         source = f"{data.source}, {len(grouped.held_out)} '{grouped.field}' groups held out"
         data = TrainingData(pairs, "pairs", source, grouped.mining_corpus, data.skipped)
+    if config.batch_group_by:
+        data.anchor_groups = anchor_groups(grouped.train if grouped else _train_split(config), config.batch_group_by)
+        notes.append(f"batches grouped by '{config.batch_group_by}'")
     if data.skipped:
         notes.append(f"skipped {data.skipped} invalid training record(s)")
     if config.hard_negatives and data.shape != "pairs":
@@ -278,7 +282,7 @@ def _build_trainer(
         trainable,
     )
     train_dataset, loss = _objective(config, model, data, skip_invalid, notes)
-    args = _training_args(config, output, device, eval_data is not None)
+    args = _training_args(config, output, device, eval_data is not None, data.anchor_groups)
     if config.asymmetric:
         args.router_mapping = router_mapping(data.dataset)
     callbacks = list(callbacks or [])
@@ -362,6 +366,13 @@ def validation_data(config: EmbedRunConfig) -> BeirData | None:
     return grouped.validation if grouped else _eval_split(config)
 
 
+def _train_split(config: EmbedRunConfig) -> BeirData:
+    path = Path(_data_path(config))
+    if not is_beir_folder(path):
+        raise UsageError(f"{path}: batch_group_by groups the queries of a BEIR folder; this is not one")
+    return load_beir(path, "train", skip_invalid=True)
+
+
 def _eval_split(config: EmbedRunConfig) -> BeirData | None:
     path = Path(_data_path(config))
     if not is_beir_folder(path) or config.eval_split not in splits_of(path):
@@ -413,19 +424,22 @@ def _add_hard_negatives(
         f"mined {config.hard_negatives} hard negative(s) per query with the base model "
         f"(margin {config.hard_negative_margin}); {dropped} queries had too few and were dropped"
     )
-    return TrainingData(mined, "triplets", data.source, data.corpus, data.skipped)
+    return TrainingData(mined, "triplets", data.source, data.corpus, data.skipped, anchor_groups=data.anchor_groups)
 
 
-def _augmented(dataset: Dataset, seed: int, notes: list[str]) -> Dataset:
+def _augmented(dataset: Dataset, seed: int, notes: list[str], groups: dict[str, str] | None = None) -> Dataset:
     noisy = augment_queries(dataset["anchor"], seed)
     extra = {c: [dataset[c][i] for i, _ in noisy] for c in dataset.column_names}
     extra["anchor"] = [q for _, q in noisy]
+    if groups is not None:  # a noisy copy batches with its original's group
+        anchors = dataset["anchor"]
+        groups.update({q: groups[anchors[i]] for i, q in noisy if anchors[i] in groups})
     notes.append(f"added {len(noisy)} augmented queries (case changes, misspellings)")
     return Dataset.from_dict({c: dataset[c] + extra[c] for c in dataset.column_names}).shuffle(seed=seed)
 
 
 def _training_args(
-    config: EmbedRunConfig, output: Path, device: str, can_eval: bool
+    config: EmbedRunConfig, output: Path, device: str, can_eval: bool, groups: dict[str, str] | None = None
 ) -> SentenceTransformerTrainingArguments:
     eval_every: dict[str, Any] = {"eval_strategy": "no", "save_strategy": "steps", "save_steps": 200}
     # transformers reads a float < 1 as a fraction of all steps; ours is a fraction of an epoch
@@ -448,7 +462,7 @@ def _training_args(
         weight_decay=config.weight_decay,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type=scheduler[config.scheduler],
-        batch_sampler=LengthBucketBatchSampler,
+        batch_sampler=partial(GroupedBatchSampler, anchor_groups=groups) if groups else LengthBucketBatchSampler,
         bf16=_bf16(config, device),
         use_cpu=device == "cpu",
         seed=config.seed,

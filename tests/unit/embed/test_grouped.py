@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 import torch
+from datasets import Dataset
 from sentence_transformers import SentenceTransformer
 from transformers import TrainerCallback
 
@@ -293,3 +294,52 @@ def test_auto_precision_on_a_bf16_cpu_follows_the_measured_speed(
     config = EmbedRunConfig(model=str(tiny_bert_dir), data=str(tiny_beir))
     setup = train.prepare_training(config, tmp_path / "m", use_gpu=False, evaluate=False)
     assert setup.trainer.args.bf16 is bf16
+
+
+def _rows_by_group(groups: int, size: int) -> tuple[Dataset, dict[str, str]]:
+    anchors = [f"question {g}-{i}" + " long" * (i % 3) for g in range(groups) for i in range(size)]
+    data = Dataset.from_dict({"anchor": anchors, "positive": [f"passage {a}" for a in anchors]})
+    return data, {a: a.split()[1].split("-")[0] for a in anchors}
+
+
+def test_grouped_batches_draw_from_as_few_groups_as_the_batch_size_allows():
+    from fintune.embed.sampler import GroupedBatchSampler
+
+    data, groups = _rows_by_group(4, 6)
+    exact = GroupedBatchSampler(data, batch_size=6, drop_last=False, seed=3, anchor_groups=groups)
+    plans = []
+    for epoch in range(3):
+        exact.set_epoch(epoch)
+        batches = list(exact)[: len(exact)]
+        assert sorted(i for b in batches for i in b) == list(range(24))  # every row once
+        assert all(len({groups[data["anchor"][i]] for i in b}) == 1 for b in batches)  # one company each
+        assert all([len(data["anchor"][i]) for i in b] == sorted(len(data["anchor"][i]) for i in b) for b in batches)
+        plans.append(batches)
+    assert plans[0] != plans[1]  # reshuffled each epoch
+    again = GroupedBatchSampler(data, batch_size=6, drop_last=False, seed=3, anchor_groups=groups)
+    assert list(again) == plans[0]  # and the same for the same seed and epoch
+    spanning = GroupedBatchSampler(data, batch_size=4, drop_last=False, seed=3, anchor_groups=groups)
+    assert max(len({groups[data["anchor"][i]] for i in b}) for b in spanning) == 2  # 6 rows a group: 1 or 2
+
+
+def test_batch_group_by_trains_on_single_company_batches(tiny_bert_dir, ticker_beir, tmp_path):
+    seen = SeenBatches()
+    config = EmbedRunConfig(
+        model=str(tiny_bert_dir), data=str(ticker_beir), output=str(tmp_path / "m"), batch_size=5,
+        style_check=False, batch_group_by="ticker",
+    )  # fmt: skip
+    result = train_embedder(config, callbacks=[seen])
+    assert "batches grouped by 'ticker'" in result.notes
+    # 5 training companies (one held out for validation) of 5 questions each: one company per batch of 5
+    assert len(seen.batches) == 5
+    assert all(len({q.split()[3] for q in b}) == 1 for b in seen.batches)  # "How much did AAA ..."
+    with pytest.raises(UsageError, match="batch_group_by 'sector'"):
+        train_embedder(config.model_copy(update={"batch_group_by": "sector", "output": str(tmp_path / "n")}))
+
+
+class SeenBatches(TrainerCallback):
+    """The anchors of every batch the Trainer's dataloader yields in the first epoch."""
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        data = train_dataloader.dataset
+        self.batches = [[data["anchor"][i] for i in b] for b in train_dataloader.batch_sampler]
