@@ -1,8 +1,8 @@
 """FinLoRA's general-task row on SmolLM2: base, single-task and multi-task adapters beside Llama-3.1-8B.
 
 Scores each `--model LABEL=ADAPTER` (`LABEL=base`: SmolLM2 without an adapter) with `fintune llm eval`
-on the dev split of fpb, tfns, headline and ner, and on FiQA-SA's dev split through the `sentiment` task
-(scores mapped to three classes with FinLoRA's thresholds). `--limit TASK=N` scores a seeded sample of a
+on the dev split of fpb, tfns, fiqa_sa (FiQA's scores mapped to three classes with FinLoRA's thresholds,
+the `sentiment` task's FiQA prompt), headline and ner. `--limit TASK=N` scores a seeded sample of a
 large dev split (headline has 6,126 yes/no questions). Each report is kept in `--out`, so a rerun scores
 only what is missing; the table is printed in markdown with FinLoRA's published base / LoRA accuracy
 (NWGI is not in the shared data).
@@ -29,21 +29,11 @@ FINLORA = {"fpb": (68.7, 85.6), "tfns": (70.0, 88.0), "fiqa_sa": (46.6, 81.3), "
            "ner": (48.9, 98.1)}  # fmt: skip
 
 
-def eval_task(task: str) -> tuple[str, str | None]:
-    """The registry task and data file that score `task` (FiQA-SA: the sentiment task on its dev file)."""
-    if task == "fiqa_sa":
-        from fintune.paths import data_root
-
-        return "sentiment", str(data_root() / "regression" / "fiqa_sa" / "dev.jsonl")
-    return task, None
-
-
 def score(label: str, adapter: str | None, task: str, limit: int | None, out: Path) -> dict[str, Any]:
     report = out / f"{label}.{task}.json"
     if not report.is_file():
-        name, data = eval_task(task)
         print(f"scoring {label} on {task}", file=sys.stderr, flush=True)
-        llm_eval(adapter, name, report, limit, data)
+        llm_eval(adapter, task, report, limit)
     return json.loads(report.read_text())
 
 

@@ -204,6 +204,23 @@ TASKS: dict[str, FinancialTask] = {
             parts=("fpb", "tfns", "fiqa_sa_score"),
         ),
         FinancialTask(
+            "fiqa_sa",
+            "FiQA-SA as FinLoRA scores it: three classes from the scores, the sentiment task's FiQA prompt",
+            "classification",
+            "regression/fiqa_sa",  # read through its part: the scores' file, mapped to classes
+            ("train", "dev"),
+            (
+                field("id", kind="any", required=False),
+                field("text"),
+                field("label", kind="label"),
+                field("source", kind="any", required=False),
+            ),
+            layout="parts",
+            label_field="label",
+            labels=SENTIMENT_LABELS,
+            parts=("fiqa_sa_score",),
+        ),
+        FinancialTask(
             "financial_qa_10k",
             "Retrieve the 10-K passage that answers an analyst's question",
             "retrieval",
@@ -243,7 +260,7 @@ def as_sentiment_record(part: str, record: dict[str, Any]) -> dict[str, Any]:
     elif part == "fiqa_sa_score":
         label = score_to_sentiment(float(record["score"]))
     else:
-        raise UsageError(f"task '{part}' is not a source of the sentiment task")
+        raise UsageError(f"task '{part}' is not a source of the sentiment tasks")
     return {"id": record.get("id"), "text": record["text"], "label": label, "source": part}
 
 

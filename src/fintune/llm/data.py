@@ -62,6 +62,8 @@ def task_examples(
         return ExampleSet(task.name, "qa", examples, records, origin)
     if task.layout == "parts":
         part = file_part(task, Path(path)) if path else None
+        if part and part not in task.parts:
+            raise UsageError(f"{path}: records of {part}; task '{task.name}' reads {', '.join(task.parts)}")
         if not path or part:
             return _parts_examples(task, split, skip_invalid, {part: Path(path)} if part and path else None)
     source = Path(path) if path else task.path(split)

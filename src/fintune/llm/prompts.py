@@ -53,7 +53,7 @@ def build_examples(task: FinancialTask, record: dict[str, Any]) -> list[Example]
         labels = task.labels or ()
         instruction = SENTIMENT_INSTRUCTION.format(kind=TEXT_KINDS[task.name], labels="/".join(labels))
         return [Example(f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:", str(record["label"]), labels)]
-    if task.name == "sentiment":
+    if task.name in ("sentiment", "fiqa_sa"):  # records mapped from their sources (as_sentiment_record)
         kind = SENTIMENT_TEXT_KINDS.get(str(record.get("source") or ""), "text")
         instruction = SENTIMENT_INSTRUCTION.format(kind=kind, labels="/".join(task.labels or ()))
         prompt = f"Instruction: {instruction}\nInput: {record['text']}\nAnswer:"

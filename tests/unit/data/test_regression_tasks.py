@@ -104,3 +104,21 @@ def test_a_file_given_for_sentiment_is_read_in_its_sources_schema(tmp_path):
     bad = _write(tmp_path / "bad.jsonl", [{"text": "a", "target": "X", "score": 2}])
     with pytest.raises(DataError, match=r"bad.jsonl:1: score: 2.0 outside the declared range"):
         task_examples("sentiment", bad)
+
+
+def test_fiqa_sa_is_the_sentiment_tasks_fiqa_part_alone(shared_data, tmp_path):
+    """FinLoRA's FiQA-SA column as a task of its own (a multi-task run can train it): the same prompts and
+    classes as `sentiment` gives FiQA's dev file; another source's file is refused, not relabelled."""
+    from fintune.errors import UsageError
+    from fintune.llm.data import task_examples
+
+    fiqa_dev = get_task("fiqa_sa_score").path("dev")
+    alone = task_examples("fiqa_sa", split="dev")
+    via_sentiment = task_examples("sentiment", fiqa_dev)
+    assert alone.records == len(fiqa_dev.read_text().splitlines()) == len(alone.examples)
+    assert [(e.prompt, e.target) for e in alone.examples] == [(e.prompt, e.target) for e in via_sentiment.examples]
+    assert {e.target for e in alone.examples} == {"negative", "neutral", "positive"}
+    assert len(task_examples("fiqa_sa", split="train").examples) > len(alone.examples)
+    fpb = _write(tmp_path / "fpb.jsonl", [{"text": "a", "label": "neutral"}])
+    with pytest.raises(UsageError, match="records of fpb; task 'fiqa_sa' reads fiqa_sa_score"):
+        task_examples("fiqa_sa", fpb)

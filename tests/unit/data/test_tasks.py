@@ -17,6 +17,7 @@ def test_registry_has_every_shared_task():
         "stocknet",
         "fiqa_sa_score",
         "sentiment",
+        "fiqa_sa",
         "rag_10k",
     }
 
