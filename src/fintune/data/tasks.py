@@ -23,6 +23,14 @@ TFNS_TO_SENTIMENT = {"bearish": "negative", "bullish": "positive", "neutral": "n
 # FinLoRA's thresholds for FiQA scores: below -0.1 negative, below 0.1 neutral, else positive.
 FIQA_NEGATIVE_BELOW, FIQA_NEUTRAL_BELOW = -0.1, 0.1
 
+# A sentiment record mapped from its source (as_sentiment_record): the `sentiment` and `fiqa_sa` tasks' fields.
+SENTIMENT_FIELDS = (
+    field("id", kind="any", required=False),
+    field("text"),
+    field("label", kind="label"),
+    field("source", kind="any", required=False),
+)
+
 HEADLINE_FLAGS = (
     "price_direction_up",
     "price_direction_constant",
@@ -192,12 +200,7 @@ TASKS: dict[str, FinancialTask] = {
             "classification",
             "sentiment",  # no files of its own: the parts' files (or a given file of these fields)
             ("train", "dev"),
-            (
-                field("id", kind="any", required=False),
-                field("text"),
-                field("label", kind="label"),
-                field("source", kind="any", required=False),
-            ),
+            SENTIMENT_FIELDS,
             layout="parts",
             label_field="label",
             labels=SENTIMENT_LABELS,
@@ -209,12 +212,7 @@ TASKS: dict[str, FinancialTask] = {
             "classification",
             "regression/fiqa_sa",  # read through its part: the scores' file, mapped to classes
             ("train", "dev"),
-            (
-                field("id", kind="any", required=False),
-                field("text"),
-                field("label", kind="label"),
-                field("source", kind="any", required=False),
-            ),
+            SENTIMENT_FIELDS,
             layout="parts",
             label_field="label",
             labels=SENTIMENT_LABELS,
