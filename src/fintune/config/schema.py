@@ -279,7 +279,12 @@ class LLMRunConfig(RunBase):
     # mask makes attention quadratic in the whole batch, which costs more than the little padding that
     # length-grouped batches leave (measured in benchmarks/llm_train.py). Turn on with flash-attn on a GPU.
     padding_free: bool = Field(False, description="padding-free batches (with flash-attn on a GPU)")
-    max_train_examples: int | None = Field(None, ge=1, description="train on the first N mixed examples only")
+    max_train_examples: int | None = Field(
+        None,
+        ge=1,
+        description="at most N examples an epoch, shared out by the mixing: each task gets its share of N, "
+        "and repeats nothing before all of its examples are seen",
+    )
     debug: bool = Field(False, description="a small slice: 64 examples, 8 steps, 16 validation records")
     answerability_gate: bool = Field(
         True,

@@ -68,14 +68,20 @@ def mix(
     weights: Mapping[str, float] | None = None,
     temperature: float = 2.0,
     seed: int = 42,
+    total: int | None = None,
 ) -> list[tuple[str, T]]:
-    """One epoch of (task, item), shuffled across tasks."""
+    """One epoch of (task, item), shuffled across tasks: `total` items (default: as many as the tasks hold).
+
+    The shares apply to `total` itself. Sharing out the whole data and then cutting the shuffled epoch to
+    `total` (as max_train_examples did) repeated items of a task that was oversampled in the whole while
+    it skipped others: weighted shares over 70k headline questions drew fpb seven times over, and the
+    first 10,126 of that epoch held 2,186 distinct fpb examples of 3,266."""
     sizes = {t: len(items) for t, items in per_task.items() if items}
     empty = [t for t, items in per_task.items() if not items]
     if empty:
         raise UsageError(f"no examples for task(s): {', '.join(empty)}")
     rng = random.Random(seed)
-    counts = task_counts(task_shares(sizes, strategy, weights, temperature), sum(sizes.values()))
+    counts = task_counts(task_shares(sizes, strategy, weights, temperature), total or sum(sizes.values()))
     mixed = [(t, item) for t, n in counts.items() for item in draw(per_task[t], n, rng)]
     rng.shuffle(mixed)
     return mixed

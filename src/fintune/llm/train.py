@@ -70,9 +70,9 @@ def load_train_data(cfg: LLMRunConfig, skip_invalid: bool = False) -> LLMTrainDa
     per_task = {name: s.examples for name, s in sets.items()}
     if cfg.debug:
         per_task = {name: ex[:DEBUG_EXAMPLES] for name, ex in per_task.items()}
-    train = mix(per_task, cfg.mixing, weights or None, cfg.mixing_temperature, cfg.seed)
-    if cfg.max_train_examples:
-        train = train[: cfg.max_train_examples]
+    available = sum(len(examples) for examples in per_task.values())
+    total = min(cfg.max_train_examples, available) if cfg.max_train_examples else None
+    train = mix(per_task, cfg.mixing, weights or None, cfg.mixing_temperature, cfg.seed, total)
     limit = DEBUG_EVAL if cfg.debug else cfg.eval_limit
     evals = {name: sample_examples(ex, limit, cfg.seed) for name, ex in evals.items()}
     return LLMTrainData(train, evals, sets, notes)

@@ -54,3 +54,37 @@ def test_mix_balanced_upsamples_the_small_task():
 def test_mix_refuses_an_empty_task():
     with pytest.raises(ValueError, match="no examples for task"):
         mix({"fpb": ["a"], "ner": []})
+
+
+def test_a_total_is_shared_out_without_repeating_what_a_task_has_unseen():
+    """`all_tasks_balanced`'s shape: weights that ask for every example of a small task beside a huge one.
+    The shares apply to the total, so the small task's 30 examples are each seen once; sharing out the
+    whole 1,030 and cutting the shuffled epoch to 40 (the old max_train_examples) repeated some and
+    skipped others."""
+    per_task = {"fpb": [f"f{i}" for i in range(30)], "headline": [f"h{i}" for i in range(1000)]}
+    mixed = mix(per_task, "weighted", {"fpb": 30, "headline": 10}, seed=3, total=40)
+    fpb = [item for task, item in mixed if task == "fpb"]
+    assert Counter(task for task, _ in mixed) == {"fpb": 30, "headline": 10}
+    assert sorted(fpb) == sorted(per_task["fpb"])  # each once
+    cut = mix(per_task, "weighted", {"fpb": 30, "headline": 10}, seed=3)[:40]
+    assert len({item for task, item in cut if task == "fpb"}) < 30  # what the cut did
+
+
+def test_max_train_examples_caps_the_epoch_through_the_mixing(shared_data):
+    from fintune.config.schema import LLMRunConfig
+    from fintune.llm.train import load_train_data
+
+    cfg = LLMRunConfig(tasks={"financebench": 1.0, "fpb": 1.0}, mixing="proportional", eval_limit=1)
+    small = len([e for task, e in load_train_data(cfg).train if task == "financebench"])
+    weighted = cfg.model_copy(
+        update={
+            "tasks": {"financebench": float(small), "fpb": 10.0},
+            "mixing": "weighted",
+            "max_train_examples": small + 10,
+        }
+    )
+    train = load_train_data(weighted).train
+    prompts = [e.prompt for task, e in train if task == "financebench"]
+    assert len(train) == small + 10 and len(prompts) == len(set(prompts)) == small  # every one, once
+    capped = load_train_data(cfg.model_copy(update={"max_train_examples": 10_000_000})).train
+    assert len(capped) == len(load_train_data(cfg).train)  # a cap, not a target: never more than the tasks hold
