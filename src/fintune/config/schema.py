@@ -270,6 +270,14 @@ class LLMRunConfig(RunBase):
         description="'generate': the LLM writes the answer; 'classify'/'regress': LoRA plus a sequence "
         "classification head with one output per label, or one output for a number",
     )
+    head_calibration: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="'regress' head: this seeded fraction of the training examples is held out of training "
+        "to fit a linear calibration of the head's output (slope clipped to [0, 1]: it only shrinks towards "
+        "the mean); 0: none",
+    )
     eval_limit: int | None = Field(  # ~25 s on fpb
         128, ge=1, description="validation examples per task for the per-epoch loss"
     )

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,9 @@ class HeadSpec:
     labels: tuple[str, ...] = ()
     shift: float = 0.0
     scale: float = 1.0
+    # regress: the standardised output is calibrated as intercept + slope * output (see fit_calibration)
+    intercept: float = 0.0
+    slope: float = 1.0
 
     @property
     def num_labels(self) -> int:
@@ -73,7 +77,20 @@ class HeadSpec:
         """The head's output as the answer text the task's scorer reads."""
         if self.head == "classify":
             return self.labels[int(logits.argmax())]
-        return f"{float(logits[0]) * self.scale + self.shift:.6g}"
+        return f"{(self.intercept + self.slope * float(logits[0])) * self.scale + self.shift:.6g}"
+
+
+def fit_calibration(outputs: list[float], targets: list[float]) -> tuple[float, float]:
+    """Least-squares intercept and slope mapping the head's standardised outputs to the targets, slope
+    clipped to [0, 1]. A head trained for a few epochs on a few hundred examples ranks held-out posts
+    better than it scales them (fiqa_sa_score: Pearson 0.39 but MSE above the mean's); shrinking its
+    spread to the correlation it shows on unseen examples is what least squares does. A slope above 1
+    would widen on a small calibration set's noise, a negative one would invert it: the mean is safer."""
+    mean_out, mean_target = statistics.fmean(outputs), statistics.fmean(targets)
+    variance = statistics.fmean([(o - mean_out) ** 2 for o in outputs])
+    covariance = statistics.fmean([(o - mean_out) * (t - mean_target) for o, t in zip(outputs, targets, strict=True)])
+    slope = min(1.0, max(0.0, covariance / variance)) if variance > 0 else 0.0
+    return mean_target - slope * mean_out, slope
 
 
 def head_spec(head: Head, examples: list[Example]) -> HeadSpec:
@@ -96,7 +113,14 @@ def check_head_task(cfg: LLMRunConfig) -> None:
 
 
 def write_head(folder: Path, spec: HeadSpec) -> None:
-    body = {"head": spec.head, "labels": list(spec.labels), "shift": spec.shift, "scale": spec.scale}
+    body = {
+        "head": spec.head,
+        "labels": list(spec.labels),
+        "shift": spec.shift,
+        "scale": spec.scale,
+        "intercept": spec.intercept,
+        "slope": spec.slope,
+    }
     (folder / HEAD_FILE).write_text(json.dumps(body, indent=2), encoding="utf-8")
 
 
@@ -105,7 +129,8 @@ def read_head(folder: str | Path) -> HeadSpec:
     if not path.is_file():
         raise InputNotFoundError(f"{folder}: adapter has a head in its run config but no {HEAD_FILE}")
     raw = json.loads(path.read_text(encoding="utf-8"))
-    return HeadSpec(raw["head"], tuple(raw["labels"]), float(raw["shift"]), float(raw["scale"]))
+    calibration = float(raw.get("intercept", 0.0)), float(raw.get("slope", 1.0))  # older adapters: none
+    return HeadSpec(raw["head"], tuple(raw["labels"]), float(raw["shift"]), float(raw["scale"]), *calibration)
 
 
 def load_head_base(base_model: str, spec: HeadSpec, device: str) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -161,7 +186,7 @@ def train_head(
         raise UsageError("train_head trains a 'classify' or 'regress' head")
     check_head_task(cfg)
     data = load_train_data(cfg, skip_invalid)
-    examples = [e for _, e in data.train]
+    examples, held = calibration_split([e for _, e in data.train], cfg)
     spec = head_spec(cfg.head, examples)
     device = pick_device(use_gpu)
     model, tokenizer = load_head_base(cfg.base_model, spec, device)
@@ -183,6 +208,14 @@ def train_head(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    if held:
+        model.eval()
+        outputs = [float(row[0]) for row in head_logits(model, tokenizer, held, cfg.system_prompt, cfg.max_seq_length)]
+        intercept, slope = fit_calibration(outputs, [float(spec.target(e)) for e in held])
+        spec = replace(spec, intercept=intercept, slope=slope)
+        data.notes.append(
+            f"calibrated on {len(held)} held-out training examples: output x {spec.slope:.3f} + {spec.intercept:.3f}"
+        )
     tokens = sum(len(ids) for ids in train_ds["input_ids"]) * (trainer.state.epoch or 1.0)
     result = LLMTrainResult(
         output=output,
@@ -200,6 +233,7 @@ def train_head(
         "examples": len(examples),
         "steps": result.steps,
         "head": cfg.head,
+        "calibration": {"examples": len(held), "intercept": spec.intercept, "slope": spec.slope} if held else None,
         "notes": data.notes,
         "history": result.history,
     }
@@ -263,12 +297,35 @@ def predict_head(
     batch_size: int = 16,
 ) -> list[str]:
     """The head's answer for each example, as text the task's scorer reads (a label, or a number)."""
+    return [spec.answer(row) for row in head_logits(model, tokenizer, examples, system_prompt, max_length, batch_size)]
+
+
+@torch.no_grad()
+def head_logits(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[Example],
+    system_prompt: str | None,
+    max_length: int,
+    batch_size: int = 16,
+) -> list[torch.Tensor]:
+    """The head's raw output row for each example (logits, or the standardised number)."""
     data = encode_for_head(tokenizer, examples, system_prompt, max_length, None)
     collate = DataCollatorWithPadding(tokenizer)
     device = next(model.parameters()).device
-    answers: list[str] = []
+    rows: list[torch.Tensor] = []
     for start in range(0, len(data), batch_size):
         batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-        answers += [spec.answer(row) for row in logits]
-    return answers
+        rows += list(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu())
+    return rows
+
+
+def calibration_split(examples: list[Example], cfg: LLMRunConfig) -> tuple[list[Example], list[Example]]:
+    """(train, held out to calibrate): a seeded `head_calibration` share for a regress head, else none."""
+    count = round(len(examples) * cfg.head_calibration) if cfg.head == "regress" else 0
+    if count < 2 or len(examples) - count < 2:  # least squares needs two points, training some examples
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(cfg.seed).shuffle(order)
+    held = set(order[:count])
+    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]

@@ -117,3 +117,45 @@ def test_cli_train_takes_the_head_recipe(tiny_llm_dir, fpb_file, tmp_path, capsy
     assert main([*args, "--output", str(out), "--max-steps", "1", "--no-eval-each-epoch"]) == 0
     assert "saved adapter" in capsys.readouterr().out
     assert read_head(out).labels == ("negative", "neutral", "positive")
+
+
+def test_calibration_is_least_squares_with_the_slope_kept_in_zero_to_one():
+    from fintune.llm.heads import fit_calibration
+
+    assert fit_calibration([-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]) == pytest.approx((0.0, 0.5))  # too wide: shrunk
+    assert fit_calibration([1.0, 2.0, 3.0], [0.0, 1.0, 5.0]) == pytest.approx((2.0 - 1.0 * 2.0, 1.0))  # 2.5 -> 1
+    assert fit_calibration([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx((2.0, 0.0))  # inverted: the mean
+    assert fit_calibration([0.5, 0.5], [1.0, 3.0]) == pytest.approx((2.0, 0.0))  # no spread: the mean
+    spec = HeadSpec("regress", shift=2.0, scale=0.5, intercept=0.2, slope=0.5)
+    assert float(spec.answer(torch.tensor([1.0]))) == pytest.approx((0.2 + 0.5) * 0.5 + 2.0)
+
+
+def test_a_regress_head_holds_out_examples_to_calibrate_and_eval_applies_it(tiny_llm_dir, fiqa_file, tmp_path):
+    from fintune.cli.main import main as cli
+    from fintune.config.schema import LLMRunConfig
+    from fintune.llm.heads import calibration_split, train_head
+
+    cfg = LLMRunConfig(
+        base_model=str(tiny_llm_dir), task="fiqa_sa_score", dataset_path=str(fiqa_file), eval_path=str(fiqa_file),
+        head="regress",
+        head_calibration=0.25, max_steps=1, batch_size=4, lora_r=4, eval_each_epoch=False,
+    )  # fmt: skip
+    out = tmp_path / "adapter"
+    result = train_head(cfg, out)
+    assert result.examples == 9  # 3 of the 12 held out of training
+    train, held = calibration_split([Example(str(i), str(i / 20)) for i in range(12)], cfg)
+    assert len(held) == 3 and not {e.prompt for e in train} & {e.prompt for e in held}
+    metrics = json.loads((out / "fintune_metrics.json").read_text())
+    spec = read_head(out)
+    assert metrics["calibration"]["examples"] == 3 and 0.0 <= spec.slope <= 1.0
+    assert (metrics["calibration"]["intercept"], metrics["calibration"]["slope"]) == (spec.intercept, spec.slope)
+    # eval reads the calibration: with the slope set to 0 every answer is the calibrated mean
+    body = json.loads((out / HEAD_FILE).read_text())
+    (out / HEAD_FILE).write_text(json.dumps(body | {"slope": 0.0, "intercept": 0.5}))
+    report = tmp_path / "m.json"
+    ev = ["llm", "eval", "--adapter", str(out), "--task", "fiqa_sa_score", "--data", str(fiqa_file)]
+    assert cli([*ev, "--output", str(report), "--predictions", str(tmp_path / "p.jsonl")]) == 0
+    answers = {json.loads(line)["answer"] for line in (tmp_path / "p.jsonl").read_text().splitlines()}
+    assert answers == {f"{0.5 * spec.scale + spec.shift:.6g}"}
+    off = cfg.model_copy(update={"head_calibration": 0.0})
+    assert calibration_split([Example(str(i), "0") for i in range(12)], off)[1] == []
