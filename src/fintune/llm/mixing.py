@@ -74,7 +74,7 @@ def mix(
 
     The shares apply to `total` itself. Sharing out the whole data and then cutting the shuffled epoch to
     `total` (as max_train_examples did) repeated items of a task that was oversampled in the whole while
-    it skipped others: weighted shares over 70k headline questions drew fpb seven times over, and the
+    it skipped others: weighted shares over 44k headline questions drew fpb seven times over, and the
     first 10,126 of that epoch held 2,186 distinct fpb examples of 3,266."""
     sizes = {t: len(items) for t, items in per_task.items() if items}
     empty = [t for t, items in per_task.items() if not items]
