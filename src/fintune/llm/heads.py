@@ -270,8 +270,11 @@ def evaluate_head(
     return GenerationEval(metrics, predictions, score_by_source(family, answers, examples))
 
 
-def load_head_model(adapter: str | Path, device: str | None = None) -> tuple[Any, PreTrainedTokenizerBase, HeadSpec]:
-    """The base with the adapter's LoRA and head, its tokenizer and what the head outputs."""
+def load_head_model(
+    adapter: str | Path, device: str | None = None, base_model: str | None = None
+) -> tuple[Any, PreTrainedTokenizerBase, HeadSpec]:
+    """The base (the adapter's recorded one unless `base_model` names another copy of it) with the adapter's
+    LoRA and head, its tokenizer and what the head outputs."""
     from peft import PeftModel
 
     run = read_llm_run(adapter)
@@ -279,7 +282,7 @@ def load_head_model(adapter: str | Path, device: str | None = None) -> tuple[Any
         raise UsageError(f"{adapter}: not a head adapter (its run config records no 'classify'/'regress' head)")
     spec = read_head(adapter)
     device = device or pick_device()
-    base, _ = load_head_base(run.base_model, spec, device)
+    base, _ = load_head_base(base_model or run.base_model, spec, device)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter))
     model = PeftModel.from_pretrained(base, str(adapter)).to(device)
     model.eval()

@@ -1,7 +1,8 @@
 """A task's answer for raw input text: the task's own prompt builder in, `llm eval`'s parsing out.
 
 The web UI's playground and the serving API's `/v1/predict` both answer through here, so a label they
-show is the label the evaluation would score for the same model and input."""
+show is the label the evaluation would score for the same model and input. An adapter trained with a
+classification or regression head answers through its head (`predict_with_head`), as `llm eval` scores it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fintune.errors import UsageError
 
 if TYPE_CHECKING:  # transformers: loaded by the callers that generate
+    from fintune.llm.heads import HeadSpec
     from fintune.llm.prompts import Example
 
 # Typed text of these tasks is the input field of a record; the task's builder turns it into the prompt.
@@ -84,3 +86,37 @@ def predict(model: Any, tokenizer: Any, settings: Any, task: str, inputs: list[s
     return [
         {"answer": a, "prediction": parse_answer(family, a, e.labels)} for a, e in zip(answers, examples, strict=True)
     ]
+
+
+def check_head_serves(spec: HeadSpec, task: str) -> None:
+    """A head answers only the kind of question it was trained for: its own label set, or a number."""
+    family = family_of(task)
+    if spec.head == "regress" and family != "regression":
+        raise UsageError(f"task: this adapter's regression head predicts a number; task '{task}' is {family}")
+    if spec.head == "classify" and set(task_labels(task)) != set(spec.labels):
+        wanted = "/".join(task_labels(task)) or family
+        raise UsageError(
+            f"task: this adapter's head chooses among {'/'.join(spec.labels)}; task '{task}' asks {wanted}"
+        )
+
+
+def predict_with_head(
+    model: Any, tokenizer: Any, spec: HeadSpec, settings: Any, task: str, inputs: list[str]
+) -> list[dict[str, Any]]:
+    """One {answer, prediction} per input from a head adapter: the label (or number) its head gives for the
+    task's prompt, the answer `llm eval` scores for a head adapter; a classification head adds each label's
+    probability (`scores`), which generation cannot give."""
+    from fintune.llm.heads import head_logits
+
+    check_head_serves(spec, task)
+    family = family_of(task)
+    examples = [as_example(task, text) for text in inputs]
+    rows = head_logits(model, tokenizer, examples, settings.system_prompt, settings.max_length)
+    results = []
+    for row, example in zip(rows, examples, strict=True):
+        answer = spec.answer(row)
+        result: dict[str, Any] = {"answer": answer, "prediction": parse_answer(family, answer, example.labels)}
+        if spec.head == "classify":
+            result["scores"] = dict(zip(spec.labels, row.softmax(-1).tolist(), strict=True))
+        results.append(result)
+    return results

@@ -2,7 +2,11 @@
 
 Adapters attach to the base with PEFT's `load_adapter` and are chosen per request with `set_adapter`
 (or `disable_adapter` for the base itself). Generation takes the base's lock: one generation at a time
-per base, since two would only compete for the same cores, and the active adapter is per model."""
+per base, since two would only compete for the same cores, and the active adapter is per model.
+
+An adapter trained with a classification or regression head (`fintune llm train --head`) loads apart, on
+its own sequence-classification copy of the base (`LoadedHead`): PEFT cannot hold a SEQ_CLS adapter on a
+causal LM beside generation adapters. It answers `/v1/predict` and writes no text."""
 
 from __future__ import annotations
 
@@ -44,13 +48,34 @@ class Ready:
         return self.model.disable_adapter() if self.adapter_off else nullcontext()
 
 
+@dataclass
+class LoadedHead:
+    """A head adapter ready to predict: the base with its LoRA and head, under its own lock."""
+
+    model: Any
+    tokenizer: Any
+    spec: Any  # fintune.llm.heads.HeadSpec
+    settings: Any  # fintune.llm.inference.InferenceSettings
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
+
+
+def head_of(adapter: str | Path | None) -> str:
+    """'classify' or 'regress' for an adapter trained with a head, else 'generate'."""
+    if not adapter or not is_adapter(adapter):
+        return "generate"
+    from fintune.llm.inference import inference_settings
+
+    return inference_settings(adapter).run.head
 
 
 class LLMPool:
     def __init__(self) -> None:
         self._bases: dict[str, LoadedBase] = {}
+        self._heads: dict[tuple[str, str], LoadedHead] = {}  # (base override or "", adapter folder)
         self._lock = threading.Lock()
 
     def _base(self, name: str) -> LoadedBase:
@@ -70,7 +95,10 @@ class LLMPool:
         adapter_key = str(Path(adapter).resolve()) if adapter else ""
         settings = inference_settings(adapter_key or None)
         if adapter_key and settings.run.head != "generate":
-            raise UsageError(f"{adapter}: a '{settings.run.head}' head adapter scores labels; it does not write text")
+            raise UsageError(
+                f"{adapter}: a '{settings.run.head}' head adapter scores labels or values, it does not write text; "
+                "ask it through /v1/predict"
+            )
         from fintune.llm.model import adapter_base, tokenizer_folder
         from fintune.models.resolve import resolve_model
 
@@ -111,8 +139,30 @@ class LLMPool:
         finally:
             lock.release()
 
+    def head(self, model: str | None, adapter: str) -> LoadedHead:
+        """A head adapter's model, loaded on first use (on `model` when it names the base's copy)."""
+        from fintune.llm.heads import load_head_model
+        from fintune.llm.inference import inference_settings
+
+        key = (model_key(model) if model else "", str(Path(adapter).resolve()))
+        with self._lock:
+            if key not in self._heads:
+                with LOAD_LOCK:
+                    net, tokenizer, spec = load_head_model(key[1], base_model=key[0] or None)
+                self._heads[key] = LoadedHead(net, tokenizer, spec, inference_settings(key[1]))
+            return self._heads[key]
+
+    def load(self, model: str | None, adapter: str | None) -> None:
+        """Load what a version serves: a head adapter's model, else the base with the adapter attached."""
+        if head_of(adapter) != "generate":
+            assert adapter is not None
+            self.head(model, adapter)
+        else:
+            self.prepare(model, adapter)
+
     def loaded(self) -> list[str]:
-        return [a for b in self._bases.values() for a in (b.key, *b.adapters)]
+        heads = [adapter for _, adapter in self._heads]
+        return [a for b in self._bases.values() for a in (b.key, *b.adapters)] + heads
 
 
 def _attach(base: LoadedBase, adapter: str) -> Any:

@@ -192,7 +192,15 @@ def router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
 
         def run() -> list[dict[str, Any]]:
             from fintune.llm.predict import predict as predict_task
+            from fintune.llm.predict import predict_with_head
+            from fintune.serving.llms import head_of
 
+            if target.adapter and head_of(target.adapter) != "generate":  # the path the adapter was trained for
+                head = rt.llms.head(target.model or None, target.adapter)
+                with head.lock:
+                    return predict_with_head(
+                        head.model, head.tokenizer, head.spec, head.settings, body.task, body.inputs
+                    )
             with rt.llms.use(target.model or None, target.adapter) as ready:
                 return predict_task(ready.model, ready.tokenizer, ready.settings, body.task, body.inputs)
 

@@ -101,7 +101,7 @@ class Runtime:
             if deployment.kind == "embedding":
                 self.embedders.get(version.model)
             else:
-                self.llms.prepare(version.model, version.adapter)
+                self.llms.load(version.model, version.adapter)
 
     def deployment(self, name: str) -> dbd.Deployment | None:
         with self._view_lock:

@@ -76,7 +76,11 @@ def _load(rt: Runtime, kind: dbd.Kind, model: str, adapter: str | None) -> Any:
     if kind == "embedding":
         return rt.embedders.get(model)  # loads and encodes a warm-up text
     from fintune.serving.chat import Sampling, complete
+    from fintune.serving.llms import head_of
 
+    if adapter and head_of(adapter) != "generate":
+        rt.llms.head(model or None, adapter)  # a head answers in one forward pass: loading is its warm-up
+        return None
     with rt.llms.use(model or None, adapter) as ready:
         complete(ready, ready.tokenizer("warm-up", add_special_tokens=False)["input_ids"], Sampling(max_tokens=1))
     return None

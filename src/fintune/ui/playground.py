@@ -19,13 +19,14 @@ from fintune.errors import UsageError
 from fintune.llm.predict import as_example
 
 if TYPE_CHECKING:  # the LLM modules import transformers: seconds the page's start must not wait for
+    from fintune.llm.heads import HeadSpec
     from fintune.llm.prompts import Example
 
 PLAYGROUND_TASKS = ("fpb", "tfns", "headline", "ner", "xbrl_term", "formula", "ectsum", "financial_qa_10k")
 EXAMPLES_SHOWN = 50  # dropdown entries per task: enough to browse, small enough to render at once
 COLUMNS = ["model", "answer", "parsed", "gold", "correct", "latency_ms"]
 
-_models: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+_models: dict[tuple[str, str], tuple[Any, Any, Any, HeadSpec | None]] = {}
 _lock = threading.Lock()  # one load or generation at a time: two would only compete for the same cores
 
 
@@ -63,36 +64,45 @@ def _input_part(prompt: str) -> str:
     return prompt
 
 
-def _load(base: str, adapter: str) -> tuple[Any, Any, Any]:
-    """Model, tokenizer and prompt settings, loaded on first use and kept for the next answer."""
+def _load(base: str, adapter: str) -> tuple[Any, Any, Any, HeadSpec | None]:
+    """Model, tokenizer and prompt settings (a head adapter: and its head), loaded on first use and kept."""
     key = (base, adapter)
     if key not in _models:
         from fintune.llm.inference import inference_settings, load_for_inference
+        from fintune.serving.llms import head_of
 
-        head = inference_settings(adapter).run.head if adapter else "generate"
-        if head != "generate":
-            raise UsageError(
-                f"{adapter}: a '{head}' head adapter scores labels, it does not write answers; use llm eval"
-            )
+        if head_of(adapter) != "generate":
+            from fintune.llm.heads import load_head_model
 
-        _models[key] = load_for_inference(base or None, adapter or None)
+            model, tokenizer, spec = load_head_model(adapter, base_model=base or None)
+            _models[key] = (model, tokenizer, inference_settings(adapter), spec)
+        else:
+            _models[key] = (*load_for_inference(base or None, adapter or None), None)
     return _models[key]
 
 
 def answer_one(task: str, example: Example, base: str, adapter: str) -> dict[str, Any]:
-    """One model's answer, parsed as `llm eval` parses it, with its generation time."""
+    """One model's answer, parsed as `llm eval` parses it, with its generation (or head's) time. A head
+    adapter answers with its head's label or number, as `llm eval` scores it."""
     from fintune.data.tasks import get_task
     from fintune.llm.data import llm_family
     from fintune.llm.encode import encode_prompt
     from fintune.llm.evaluate import MAX_NEW_TOKENS
     from fintune.llm.generate import generate_batched
+    from fintune.llm.heads import predict_head
+    from fintune.llm.predict import check_head_serves
 
     family = llm_family(get_task(task))
     with _lock:
-        model, tokenizer, settings = _load(base, adapter)
-        ids, _ = encode_prompt(tokenizer, example, settings.system_prompt, settings.max_length - MAX_NEW_TOKENS[family])
+        model, tokenizer, settings, spec = _load(base, adapter)
         start = time.perf_counter()
-        text = generate_batched(model, tokenizer, [ids], MAX_NEW_TOKENS[family], 1, progress=False).answers[0]
+        if spec is not None:
+            check_head_serves(spec, task)
+            text = predict_head(model, tokenizer, spec, [example], settings.system_prompt, settings.max_length)[0]
+        else:
+            budget = settings.max_length - MAX_NEW_TOKENS[family]
+            ids, _ = encode_prompt(tokenizer, example, settings.system_prompt, budget)
+            text = generate_batched(model, tokenizer, [ids], MAX_NEW_TOKENS[family], 1, progress=False).answers[0]
         latency_ms = 1000 * (time.perf_counter() - start)
     parsed = parse_answer(family, text, example.labels)
     return {"answer": text, "parsed": parsed, "latency_ms": round(latency_ms, 1)}

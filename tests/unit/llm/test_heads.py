@@ -159,3 +159,68 @@ def test_a_regress_head_holds_out_examples_to_calibrate_and_eval_applies_it(tiny
     assert answers == {f"{0.5 * spec.scale + spec.shift:.6g}"}
     off = cfg.model_copy(update={"head_calibration": 0.0})
     assert calibration_split([Example(str(i), "0") for i in range(12)], off)[1] == []
+
+
+def _spread_head(adapter) -> None:
+    """Seeded large head weights: after one step the tiny head's probabilities hardly move between texts."""
+    from safetensors.torch import load_file, save_file
+
+    path = adapter / "adapter_model.safetensors"
+    weights, generator = load_file(str(path)), torch.Generator().manual_seed(0)
+    for name, value in weights.items():
+        if ".score." in name:
+            weights[name] = torch.randn(value.shape, generator=generator) * 10
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
+def test_a_head_adapter_answers_predict_and_the_playground_with_its_head(tiny_llm_dir, fpb_file, tmp_path):
+    """/v1/predict's library path and the web UI's playground ask a head adapter through its head: the label is
+    the argmax of the head over the task's own prompt (built here from the record), as `llm eval` scores it."""
+    from fintune.data.tasks import get_task
+    from fintune.errors import UsageError
+    from fintune.llm.heads import head_logits, load_head_model
+    from fintune.llm.inference import inference_settings
+    from fintune.llm.predict import as_example, predict_with_head
+    from fintune.llm.prompts import build_examples
+    from fintune.serving.llms import LLMPool, head_of
+    from fintune.ui.playground import answer_one
+
+    out = tmp_path / "adapter"
+    _train(tiny_llm_dir, "fpb", fpb_file, out, "classify", _Snapshot())
+    _spread_head(out)
+    texts = ["Operating profit rose to EUR 13.1 mn.", "Sales fell sharply.", "The board met on Tuesday."]
+    model, tokenizer, spec = load_head_model(out)
+    settings = inference_settings(out)
+    prompts = [build_examples(get_task("fpb"), {"text": t, "label": "neutral"})[0] for t in texts]
+    logits = head_logits(model, tokenizer, prompts, settings.system_prompt, settings.max_length)
+    expected = [spec.labels[int(row.argmax())] for row in logits]
+    probabilities = [dict(zip(spec.labels, row.softmax(-1).tolist(), strict=True)) for row in logits]
+    assert len({tuple(p.values()) for p in probabilities}) == len(texts)  # the head reads each text
+
+    pool = LLMPool()
+    assert head_of(out) == "classify" and head_of(None) == "generate"
+    head = pool.head(None, str(out))
+    served = predict_with_head(head.model, head.tokenizer, head.spec, head.settings, "fpb", texts)
+    assert [p["answer"] for p in served] == expected and [p["prediction"] for p in served] == expected
+    for got, want in zip(served, probabilities, strict=True):
+        assert got["scores"] == pytest.approx(want, abs=1e-6)
+    assert pool.head(None, str(out)) is head and str(out.resolve()) in pool.loaded()  # loaded once, listed
+    with pytest.raises(UsageError, match="/v1/predict"):
+        pool.prepare(None, str(out))  # the generation path (chat) refuses it
+    with pytest.raises(UsageError, match="chooses among negative/neutral/positive; task 'headline'"):
+        predict_with_head(head.model, head.tokenizer, head.spec, head.settings, "headline", texts)
+
+    shown = answer_one("fpb", as_example("fpb", texts[0]), "", str(out))
+    assert shown["answer"] == expected[0] and shown["parsed"] == expected[0]
+
+
+def test_a_regression_head_serves_only_regression_tasks():
+    from fintune.errors import UsageError
+    from fintune.llm.predict import check_head_serves
+
+    check_head_serves(HeadSpec("regress"), "fiqa_sa_score")
+    check_head_serves(HeadSpec("classify", ("positive", "negative", "neutral")), "fpb")  # order is the head's own
+    with pytest.raises(UsageError, match="regression head predicts a number; task 'fpb' is classification"):
+        check_head_serves(HeadSpec("regress"), "fpb")
+    with pytest.raises(UsageError, match="task 'fiqa_sa_score' asks regression"):
+        check_head_serves(HeadSpec("classify", ("negative", "neutral", "positive")), "fiqa_sa_score")
