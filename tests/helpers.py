@@ -83,3 +83,19 @@ def random_lora_adapter(
         with open(os.path.join(out, "fintune_run.json"), "w") as fh:
             json.dump({"base_model": str(base), "quant_bits": 16}, fh)
     return str(out)
+
+
+def fpb_head_answers(adapter: str | os.PathLike[str], texts: list[str]) -> tuple[list[str], list[dict[str, float]]]:
+    """A classification-head adapter's labels and label probabilities for fpb sentences, computed from its
+    head's logits over the fpb prompts built from records: what any path serving it must give."""
+    from fintune.data.tasks import get_task
+    from fintune.llm.heads import head_logits, load_head_model
+    from fintune.llm.inference import inference_settings
+    from fintune.llm.prompts import build_examples
+
+    model, tokenizer, spec = load_head_model(adapter)
+    settings = inference_settings(adapter)
+    prompts = [build_examples(get_task("fpb"), {"text": t, "label": "neutral"})[0] for t in texts]
+    rows = head_logits(model, tokenizer, prompts, settings.system_prompt, settings.max_length)
+    labels = [spec.labels[int(row.argmax())] for row in rows]
+    return labels, [dict(zip(spec.labels, row.softmax(-1).tolist(), strict=True)) for row in rows]

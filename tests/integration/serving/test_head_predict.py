@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fpb_head_answers
 from tests.integration.serving.conftest import client
 
 pytestmark = pytest.mark.slow
@@ -39,17 +40,7 @@ def fpb_head(tmp_path_factory) -> Path:
 
 
 def test_a_head_deployment_predicts_with_its_head_and_refuses_chat(serve, fpb_head) -> None:
-    from fintune.data.tasks import get_task
-    from fintune.llm.heads import head_logits, load_head_model
-    from fintune.llm.inference import inference_settings
-    from fintune.llm.prompts import build_examples
-
-    model, tokenizer, spec = load_head_model(fpb_head)
-    settings = inference_settings(fpb_head)
-    prompts = [build_examples(get_task("fpb"), {"text": t, "label": "neutral"})[0] for t in TEXTS]
-    rows = head_logits(model, tokenizer, prompts, settings.system_prompt, settings.max_length)
-    expected = [spec.labels[int(row.argmax())] for row in rows]
-    probabilities = [dict(zip(spec.labels, row.softmax(-1).tolist(), strict=True)) for row in rows]
+    expected, probabilities = fpb_head_answers(fpb_head, TEXTS)
     with serve([fpb_head.parent]) as url:
         http = client(url)
         made = http.post("/v1/deployments", json={"name": "fpb-head", "kind": "llm", "adapter": str(fpb_head)})

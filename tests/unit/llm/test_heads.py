@@ -9,6 +9,7 @@ from transformers import TrainerCallback
 from fintune.cli.main import main
 from fintune.llm.heads import HEAD_FILE, HeadSpec, head_spec, read_head
 from fintune.llm.prompts import Example
+from tests.helpers import fpb_head_answers
 
 
 class _Snapshot(TrainerCallback):
@@ -176,12 +177,8 @@ def _spread_head(adapter) -> None:
 def test_a_head_adapter_answers_predict_and_the_playground_with_its_head(tiny_llm_dir, fpb_file, tmp_path):
     """/v1/predict's library path and the web UI's playground ask a head adapter through its head: the label is
     the argmax of the head over the task's own prompt (built here from the record), as `llm eval` scores it."""
-    from fintune.data.tasks import get_task
     from fintune.errors import UsageError
-    from fintune.llm.heads import head_logits, load_head_model
-    from fintune.llm.inference import inference_settings
     from fintune.llm.predict import as_example, predict_with_head
-    from fintune.llm.prompts import build_examples
     from fintune.serving.llms import LLMPool, head_of
     from fintune.ui.playground import answer_one
 
@@ -189,12 +186,7 @@ def test_a_head_adapter_answers_predict_and_the_playground_with_its_head(tiny_ll
     _train(tiny_llm_dir, "fpb", fpb_file, out, "classify", _Snapshot())
     _spread_head(out)
     texts = ["Operating profit rose to EUR 13.1 mn.", "Sales fell sharply.", "The board met on Tuesday."]
-    model, tokenizer, spec = load_head_model(out)
-    settings = inference_settings(out)
-    prompts = [build_examples(get_task("fpb"), {"text": t, "label": "neutral"})[0] for t in texts]
-    logits = head_logits(model, tokenizer, prompts, settings.system_prompt, settings.max_length)
-    expected = [spec.labels[int(row.argmax())] for row in logits]
-    probabilities = [dict(zip(spec.labels, row.softmax(-1).tolist(), strict=True)) for row in logits]
+    expected, probabilities = fpb_head_answers(out, texts)
     assert len({tuple(p.values()) for p in probabilities}) == len(texts)  # the head reads each text
 
     pool = LLMPool()
