@@ -107,9 +107,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, InferenceSettings]:
 
 def _load_writer(args: argparse.Namespace) -> tuple[Any, Any, InferenceSettings]:
     """`_load` for the commands that write text: a head adapter scores labels and writes none."""
-    from fintune.llm.inference import inference_settings
+    from fintune.llm.inference import head_of
 
-    head = inference_settings(args.adapter).run.head if args.adapter else "generate"
+    head = head_of(args.adapter)
     if head != "generate":
         raise UsageError(
             f"{args.adapter}: a '{head}' head adapter scores labels or values, it does not write text; "

@@ -25,6 +25,13 @@ class InferenceSettings:
     max_length: int  # prompt + answer tokens; prompts lose their middle to fit
 
 
+def head_of(adapter: str | Path | None) -> str:
+    """'classify' or 'regress' for an adapter trained with a head (it predicts, writes no text), else 'generate'."""
+    if not adapter or not (Path(adapter) / "adapter_config.json").is_file():
+        return "generate"
+    return inference_settings(adapter).run.head
+
+
 def inference_settings(
     adapter: str | Path | None = None, system_prompt: str | None = None, max_length: int | None = None
 ) -> InferenceSettings:

@@ -63,15 +63,6 @@ def is_adapter(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def head_of(adapter: str | Path | None) -> str:
-    """'classify' or 'regress' for an adapter trained with a head, else 'generate'."""
-    if not adapter or not is_adapter(adapter):
-        return "generate"
-    from fintune.llm.inference import inference_settings
-
-    return inference_settings(adapter).run.head
-
-
 class LLMPool:
     def __init__(self) -> None:
         self._bases: dict[str, LoadedBase] = {}
@@ -154,6 +145,8 @@ class LLMPool:
 
     def load(self, model: str | None, adapter: str | None) -> None:
         """Load what a version serves: a head adapter's model, else the base with the adapter attached."""
+        from fintune.llm.inference import head_of
+
         if head_of(adapter) != "generate":
             assert adapter is not None
             self.head(model, adapter)

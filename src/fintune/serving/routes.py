@@ -191,9 +191,9 @@ def router(rt: Runtime, auth: Callable[..., Any]) -> APIRouter:
         target = await _guarded(lambda: asyncio.to_thread(rt.chat_target, body.deployment))
 
         def run() -> list[dict[str, Any]]:
+            from fintune.llm.inference import head_of
             from fintune.llm.predict import predict as predict_task
             from fintune.llm.predict import predict_with_head
-            from fintune.serving.llms import head_of
 
             if target.adapter and head_of(target.adapter) != "generate":  # the path the adapter was trained for
                 head = rt.llms.head(target.model or None, target.adapter)

@@ -75,8 +75,8 @@ def _load(rt: Runtime, kind: dbd.Kind, model: str, adapter: str | None) -> Any:
     """Load and warm the version's model in this process."""
     if kind == "embedding":
         return rt.embedders.get(model)  # loads and encodes a warm-up text
+    from fintune.llm.inference import head_of
     from fintune.serving.chat import Sampling, complete
-    from fintune.serving.llms import head_of
 
     if adapter and head_of(adapter) != "generate":
         rt.llms.head(model or None, adapter)  # a head answers in one forward pass: loading is its warm-up

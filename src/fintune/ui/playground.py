@@ -68,8 +68,7 @@ def _load(base: str, adapter: str) -> tuple[Any, Any, Any, HeadSpec | None]:
     """Model, tokenizer and prompt settings (a head adapter: and its head), loaded on first use and kept."""
     key = (base, adapter)
     if key not in _models:
-        from fintune.llm.inference import inference_settings, load_for_inference
-        from fintune.serving.llms import head_of
+        from fintune.llm.inference import head_of, inference_settings, load_for_inference
 
         if head_of(adapter) != "generate":
             from fintune.llm.heads import load_head_model

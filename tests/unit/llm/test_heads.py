@@ -178,8 +178,9 @@ def test_a_head_adapter_answers_predict_and_the_playground_with_its_head(tiny_ll
     """/v1/predict's library path and the web UI's playground ask a head adapter through its head: the label is
     the argmax of the head over the task's own prompt (built here from the record), as `llm eval` scores it."""
     from fintune.errors import UsageError
+    from fintune.llm.inference import head_of
     from fintune.llm.predict import as_example, predict_with_head
-    from fintune.serving.llms import LLMPool, head_of
+    from fintune.serving.llms import LLMPool
     from fintune.ui.playground import answer_one
 
     out = tmp_path / "adapter"
