@@ -16,6 +16,7 @@ from fintune.config.schema import LLMRunConfig
 from fintune.data.errors import DataError, RecordError
 from fintune.errors import UsageError
 from fintune.llm.prompts import Example
+from fintune.models.resolve import is_adapter
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class InferenceSettings:
 
 def head_of(adapter: str | Path | None) -> str:
     """'classify' or 'regress' for an adapter trained with a head (it predicts, writes no text), else 'generate'."""
-    if not adapter or not (Path(adapter) / "adapter_config.json").is_file():
+    if not adapter or not is_adapter(adapter):
         return "generate"
     return inference_settings(adapter).run.head
 

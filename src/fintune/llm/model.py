@@ -13,7 +13,7 @@ from fintune.config.saved import read_llm_run
 from fintune.errors import FintuneError, InputNotFoundError, UsageError
 from fintune.models.device import pick_device, pick_dtype
 from fintune.models.loading import LOAD_LOCK
-from fintune.models.resolve import resolve_model
+from fintune.models.resolve import is_adapter, resolve_model
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -73,7 +73,7 @@ def peft_model(model: PreTrainedModel, adapter: str | Path, base_name: str) -> P
     """`model` with the adapter folder's weights attached; AdapterMismatchError when they do not fit it."""
     from peft import PeftModel
 
-    if not (Path(adapter) / "adapter_config.json").is_file():
+    if not is_adapter(adapter):
         raise InputNotFoundError(f"{adapter}: not an adapter folder (no adapter_config.json)")
     try:
         with LOAD_LOCK:

@@ -41,6 +41,11 @@ def resolve_model(name: str) -> Path:
     return _from_hub(name)
 
 
+def is_adapter(path: str | Path) -> bool:
+    """A PEFT adapter folder (its config is what PeftModel.from_pretrained reads first)."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def model_key(name: str) -> str:
     """How a model is recorded (collections, exports): aliases and hub ids as given, folders as absolute paths."""
     path = Path(name).expanduser()

@@ -59,10 +59,6 @@ class LoadedHead:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def is_adapter(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
-
-
 class LLMPool:
     def __init__(self) -> None:
         self._bases: dict[str, LoadedBase] = {}

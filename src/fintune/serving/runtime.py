@@ -19,10 +19,11 @@ import psycopg
 
 from fintune.errors import FintuneError, UsageError
 from fintune.models.registry import ALIASES
+from fintune.models.resolve import is_adapter
 from fintune.service.paths import PathMissing, PathRefused, confine
 from fintune.serving import deployments as dbd
 from fintune.serving.embedders import Embedder, EmbedderPool
-from fintune.serving.llms import LLMPool, is_adapter
+from fintune.serving.llms import LLMPool
 
 log = logging.getLogger(__name__)
 
