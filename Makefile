@@ -29,8 +29,9 @@ lint: install
 	$(BIN)/mypy
 
 # The whole suite: fast unit tests plus the slow integration tests on the real models and data.
+# --durations: the slowest tests in every CI log, to keep the suite near its 25-minute budget.
 test: install lint
-	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest -m "slow or not slow" --durations=15
 
 test-fast: install
 	$(BIN)/pytest
