@@ -43,7 +43,7 @@ from fintune.embed.style_check import style_check_data
 from fintune.embed.towers import make_asymmetric, router_mapping, tower_param_groups
 from fintune.embed.wise import apply_wise, base_weights
 from fintune.errors import OutputExistsError, UsageError
-from fintune.models.device import cpu_bf16_matmul_is_faster, pick_device, pick_dtype
+from fintune.models.device import pick_device, pick_dtype
 from fintune.models.loading import LOAD_LOCK
 from fintune.models.resolve import resolve_model
 
@@ -476,12 +476,10 @@ def _training_args(
 
 def _bf16(config: EmbedRunConfig, device: str) -> bool:
     """bf16 autocast: asked for, or (auto) where the hardware runs it natively and, on a CPU, measurably
-    faster than fp32 (see the embedding section of the README: same quality, so speed decides)."""
+    faster than fp32 (pick_dtype; see the embedding section of the README: same quality, so speed decides)."""
     if config.precision != "auto":
         return config.precision == "bf16"
-    if pick_dtype(device) != torch.bfloat16:
-        return False
-    return device != "cpu" or cpu_bf16_matmul_is_faster()
+    return pick_dtype(device) == torch.bfloat16
 
 
 def _optimizers(config: EmbedRunConfig, model: SentenceTransformer) -> tuple[Any, Any]:

@@ -8,14 +8,20 @@ from pathlib import Path
 import torch
 
 
-@lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 matmul (AVX512-BF16 or AMX); else bf16 is emulated and slow."""
+def cpu_flags_have_bf16() -> bool:
+    """The CPU advertises native bf16 matmul (AVX512-BF16 or AMX); without it bf16 is emulated and slow."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Native bf16 that is also measurably faster than fp32 here: the flag alone once chose bf16 on a CPU
+    where it ran at 0.54x fp32 (the measurement is skipped where the flag is missing)."""
+    return cpu_flags_have_bf16() and cpu_bf16_matmul_is_faster()
 
 
 @lru_cache(maxsize=1)
@@ -47,7 +53,7 @@ def pick_device(use_gpu: bool | None = None) -> str:
 
 
 def pick_dtype(device: str) -> torch.dtype:
-    """bf16 where it is fast (CUDA with bf16 support, CPUs with native bf16), else fp32."""
+    """bf16 where it is fast (CUDA with bf16 support, CPUs with native bf16 that beats fp32), else fp32."""
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

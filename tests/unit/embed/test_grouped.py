@@ -288,9 +288,11 @@ def test_auto_precision_on_a_bf16_cpu_follows_the_measured_speed(
     tiny_bert_dir, tiny_beir, tmp_path, monkeypatch, measured_faster, bf16
 ):
     from fintune.embed import train
+    from fintune.models import device
 
-    monkeypatch.setattr(train, "pick_dtype", lambda device: torch.bfloat16)  # a CPU with AVX512-BF16
-    monkeypatch.setattr(train, "cpu_bf16_matmul_is_faster", lambda: measured_faster)
+    monkeypatch.setattr(device, "cpu_flags_have_bf16", lambda: True)  # a CPU with AVX512-BF16
+    monkeypatch.setattr(device, "cpu_bf16_matmul_is_faster", lambda: measured_faster)
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", device.cpu_has_fast_bf16.__wrapped__)  # uncached
     config = EmbedRunConfig(model=str(tiny_bert_dir), data=str(tiny_beir))
     setup = train.prepare_training(config, tmp_path / "m", use_gpu=False, evaluate=False)
     assert setup.trainer.args.bf16 is bf16
